@@ -1,0 +1,308 @@
+r"""Gradient estimators for ``d/dphi E_{z ~ p_phi}[L(z)]`` (DESIGN.md section 2).
+
+``phi`` is any pytree of architecture logits ``[..., K]``; the categoricals use the
+softened logits ``l = log(softmax(phi) + eps)``. Every estimator draws
+``sample_shape = (S,)`` architectures from ``key`` and returns the mean over them
+of the per-sample estimate, as a pytree shaped like ``phi``.
+
+Each estimate is written as ``jax.grad`` of a *surrogate* ``J(phi)`` whose gradient
+is the estimator (``sg`` = ``stop_gradient``, means over the ``S`` samples):
+
+* REINFORCE:       ``J = mean[ sg(L(z) - b) * log p(z) ]``
+* Gumbel-softmax:  ``J = mean[ L(zeta) ]`` (SNAS; biased, kept as the baseline it is)
+* REBAR (paper eq. 3):
+  ``J = mean[ (sg L(z) - eta sg L(zeta~)) log p(z) + eta (L(zeta) - L(zeta~)) ]``
+* RELAX (paper eq. 5), ``L_n`` measured, ``g`` a differentiable control:
+  ``J = mean[ (L_n(z) - sg g(zeta~)) log p(z) + g(zeta) - g(zeta~) ]``
+* UNAS = REBAR on ``L_d`` + RELAX on ``L_n`` with one shared sample.
+
+With tied noise (the default) ``zeta~ == zeta`` in value, and
+``L(zeta) - L(zeta~)`` is evaluated as one forward through
+``zeta_eff = zeta - zeta~ + sg(zeta~)`` whose value is ``zeta~`` and whose
+derivative is ``d zeta - d zeta~``: REBAR costs one discrete forward (no
+gradient) and one relaxed forward and backward, and only phi receives gradients
+(network weights closed over by ``loss_fn`` get none).
+
+Losses: ``loss_fn(arch) -> L`` of shape ``[S]`` (or ``(L, aux)`` with
+``has_aux=True``), where ``arch`` has the structure of ``phi`` with leaves
+``[S, ..., K]`` that are one-hot (``z``) or relaxed (``zeta``). A measured loss is
+passed as values ``f_z`` of shape ``[S]``, computed on
+``categorical.discrete(key, soften(phi, eps), sample_shape)`` outside the
+compiled step (the two-phase use).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from unas_jax.estimators import categorical
+from unas_jax.estimators.baselines import Baseline
+
+PyTree = Any
+sg = jax.lax.stop_gradient
+
+DEFAULT_SAMPLE_SHAPE = (1,)
+
+
+class Estimate(NamedTuple):
+  """What an estimator returns.
+
+  Attributes:
+    grads: the gradient estimate, shaped like ``phi``.
+    f_z: the loss of the discrete samples, ``[S]``.
+    f_relaxed: the control variate's value at ``zeta~`` (REBAR: ``L(zeta~)``,
+      RELAX: ``g(zeta~)``; Gumbel-softmax: ``L(zeta)``), ``[S]``; None for REINFORCE.
+    sample: the :class:`~unas_jax.estimators.categorical.Sample` drawn (no gradient).
+    aux: ``{'discrete': aux of loss_fn(z), 'relaxed': aux of the relaxed forward}``.
+    baseline_state: REINFORCE's updated baseline state (else None).
+    eta_grad: for REBAR/UNAS, ``d/d eta`` of the squared norm of this estimate,
+      an unbiased estimate of the gradient of the estimator's variance used to
+      learn ``eta`` (REBAR's remedy); None elsewhere.
+  """
+  grads: PyTree
+  f_z: jax.Array
+  f_relaxed: jax.Array | None = None
+  sample: categorical.Sample | None = None
+  aux: Any = None
+  baseline_state: Any = None
+  eta_grad: jax.Array | None = None
+
+
+def _call(loss_fn, arch, has_aux):
+  out = loss_fn(arch)
+  return out if has_aux else (out, None)
+
+
+def _check_values(name: str, values: jax.Array, sample_shape) -> jax.Array:
+  values = jnp.asarray(values)
+  if values.shape != tuple(sample_shape):
+    raise ValueError(f"{name} has shape {values.shape}; expected sample_shape {tuple(sample_shape)} "
+                     "(one value per sampled architecture)")
+  return values
+
+
+def _mean_dot(coeff: jax.Array, logp: jax.Array) -> jax.Array:
+  return jnp.mean(coeff * logp)
+
+
+def _control_variate(sample: categorical.Sample, fn, has_aux):
+  """Returns ``(c, d, aux)``: ``c = fn(zeta~)`` and ``d`` with ``grad d = grad fn(zeta) - grad fn(zeta~)``."""
+  if sample.tied:
+    zeta_eff = jax.tree.map(lambda a, c: a - c + sg(c), sample.zeta, sample.zeta_cond)
+    value, aux = _call(fn, zeta_eff, has_aux)
+    return value, value, aux
+  value_cond, aux = _call(fn, sample.zeta_cond, has_aux)
+  value, _ = _call(fn, sample.zeta, has_aux)
+  return value_cond, value - value_cond, aux
+
+
+def _sampler(tied: bool, uniform_clamp: float | None):
+  return functools.partial(categorical.sample, tied=tied, uniform_clamp=uniform_clamp)
+
+
+def reinforce(phi: PyTree, key: jax.Array, loss: jax.Array | Callable, *, eps: float = 0.0,
+              sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE,
+              baseline: Baseline | None = None, baseline_state: Any = None,
+              has_aux: bool = False, uniform_clamp: float | None = None) -> Estimate:
+  r"""REINFORCE: ``(L(z) - b) d/dphi log p_phi(z)``, averaged over the ``S`` samples.
+
+  Args:
+    phi: architecture logits.
+    key: PRNG key of the draw.
+    loss: measured values ``[S]`` on ``discrete(key, soften(phi, eps), sample_shape)``,
+      or a function ``z -> [S]`` (evaluated without gradient).
+    eps: softening.
+    sample_shape: ``(S,)``.
+    baseline: a :class:`Baseline` (default none) and its ``baseline_state``.
+  """
+  logits = categorical.soften(phi, eps)
+  z = categorical.discrete(key, logits, sample_shape, uniform_clamp=uniform_clamp)
+  aux = None
+  if callable(loss):
+    f_z, aux = _call(loss, z, has_aux)
+    f_z = sg(f_z)
+  else:
+    f_z = _check_values("loss", loss, sample_shape)
+  if baseline is None:
+    b, new_state = 0.0, None
+  else:
+    state = baseline.init() if baseline_state is None else baseline_state
+    b, new_state = baseline.value(state, f_z), baseline.update(state, f_z)
+  coeff = sg(f_z - b)
+  grads = jax.grad(lambda p: _mean_dot(coeff, categorical.log_prob(categorical.soften(p, eps), z)))(phi)
+  sample = categorical.Sample(z=z, zeta=z, zeta_cond=z)
+  return Estimate(grads=grads, f_z=f_z, sample=sample, aux={"discrete": aux}, baseline_state=new_state)
+
+
+def gumbel_softmax(phi: PyTree, key: jax.Array, loss_fn: Callable, *, tau: float = 0.4,
+                   eps: float = 0.0, sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE,
+                   has_aux: bool = False, uniform_clamp: float | None = None) -> Estimate:
+  r"""Gumbel-softmax (SNAS): ``d/dphi L(zeta)``, ``zeta = softmax((l + g)/tau)``.
+
+  Biased: the relaxed loss is not the discrete loss. Kept as the low-variance
+  baseline the paper compares against; the tests check that it *is* biased.
+  ``f_z`` is the discrete loss, evaluated for logging only.
+  """
+  def surrogate(p):
+    sample = categorical.sample(key, categorical.soften(p, eps), tau=tau, sample_shape=sample_shape,
+                                uniform_clamp=uniform_clamp)
+    value, aux = _call(loss_fn, sample.zeta, has_aux)
+    return jnp.mean(value), (value, aux, sample)
+
+  grads, (f_relaxed, aux_relaxed, sample) = jax.grad(surrogate, has_aux=True)(phi)
+  f_z, aux_discrete = _call(loss_fn, sample.z, has_aux)
+  return Estimate(grads=grads, f_z=sg(f_z), f_relaxed=sg(f_relaxed), sample=sg(sample),
+                  aux={"discrete": aux_discrete, "relaxed": aux_relaxed})
+
+
+def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.Array | None = None,
+         control_fn: Callable | None = None, *, eta: float | jax.Array = 1.0, tau: float | jax.Array = 0.4,
+         eps: float = 0.0, sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
+         has_aux: bool = False, sampler: Callable | None = None,
+         uniform_clamp: float | None = None) -> Estimate:
+  r"""UNAS: REBAR on a differentiable ``L_d`` plus RELAX on a measured ``L_n``, one sample.
+
+  .. math::
+     \hat g = (L_d(z) - \eta L_d(\tilde\zeta)) \nabla \log p(z) + \eta(\nabla L_d(\zeta) - \nabla L_d(\tilde\zeta))
+            + (L_n(z) - g(\tilde\zeta)) \nabla \log p(z) + \nabla g(\zeta) - \nabla g(\tilde\zeta)
+
+  Either part may be left out (``loss_fn=None`` or ``f_n=None``): :func:`rebar`
+  and :func:`relax` are this function with one part.
+
+  Args:
+    loss_fn: differentiable ``arch -> L_d [S]`` (or ``(L_d, aux)`` with ``has_aux``).
+    f_n: measured ``L_n`` on the discrete sample of ``key``, ``[S]``.
+    control_fn: differentiable ``arch -> g [S]``, RELAX's control (required with ``f_n``).
+    eta: REBAR's control-variate scale (UNAS: 1).
+    tau: temperature (UNAS: 0.4).
+    tied: tie the conditional sample's noise to ``z``'s (one relaxed forward).
+    sampler: replaces :func:`categorical.sample` (tests inject wrong samplers).
+  """
+  if loss_fn is None and f_n is None:
+    raise ValueError("unas() needs a differentiable loss_fn, measured values f_n, or both")
+  if f_n is not None:
+    if control_fn is None:
+      raise ValueError("RELAX needs a differentiable control_fn (e.g. the latency surrogate)")
+    f_n = _check_values("f_n", f_n, sample_shape)
+  sampler = sampler or _sampler(tied, uniform_clamp)
+
+  def draw(p):
+    logits = categorical.soften(p, eps)
+    return logits, sampler(key, logits, tau=tau, sample_shape=sample_shape)
+
+  _, sample0 = draw(phi)
+  z = sg(sample0.z)
+  f_d, aux_discrete = (None, None) if loss_fn is None else _call(loss_fn, z, has_aux)
+  f_d = None if f_d is None else sg(f_d)
+
+  # The estimate is linear in eta: g_hat = A + eta * B, with A = mean[L_d(z) grad log p]
+  # + RELAX's part and B = mean[-L_d(zeta~) grad log p + grad L_d(zeta) - grad L_d(zeta~)].
+  # Computing B separately gives d||g_hat||^2/d eta = 2 <g_hat, B> for free.
+  def surrogate_a(p):
+    logits, sample = draw(p)
+    logp = categorical.log_prob(logits, z)
+    total, c_n = 0.0, None
+    if f_d is not None:
+      total = total + _mean_dot(f_d, logp)
+    if f_n is not None:
+      c_n, d_n, _ = _control_variate(sample, control_fn, False)
+      total = total + _mean_dot(f_n - sg(c_n), logp) + jnp.mean(d_n)
+    return total, c_n
+
+  grads_a, c_n = jax.grad(surrogate_a, has_aux=True)(phi)
+  if loss_fn is None:
+    return Estimate(grads=grads_a, f_z=f_n, f_relaxed=sg(c_n), sample=sg(sample0), aux={})
+
+  def surrogate_b(p):
+    logits, sample = draw(p)
+    c_d, d_d, aux = _control_variate(sample, loss_fn, has_aux)
+    logp = categorical.log_prob(logits, z)
+    return _mean_dot(-sg(c_d), logp) + jnp.mean(d_d), (c_d, aux)
+
+  grads_b, (c_d, aux_relaxed) = jax.grad(surrogate_b, has_aux=True)(phi)
+  grads = jax.tree.map(lambda a, b: a + eta * b, grads_a, grads_b)
+  eta_grad = 2.0 * sum(jnp.vdot(g, b) for g, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_b)))
+  f_z = f_d if f_n is None else f_d + f_n
+  f_relaxed = sg(c_d) if f_n is None else sg(c_d) + sg(c_n)
+  return Estimate(grads=grads, f_z=f_z, f_relaxed=f_relaxed, sample=sg(sample0),
+                  aux={"discrete": aux_discrete, "relaxed": aux_relaxed}, eta_grad=eta_grad)
+
+
+def rebar(phi: PyTree, key: jax.Array, loss_fn: Callable, *, eta: float | jax.Array = 1.0,
+          tau: float | jax.Array = 0.4, eps: float = 0.0,
+          sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
+          has_aux: bool = False, sampler: Callable | None = None,
+          uniform_clamp: float | None = None) -> Estimate:
+  r"""REBAR (paper eq. 3) for a differentiable loss, control variate ``eta * L(zeta~)``:
+
+  .. math::
+     \hat g = (L(z) - \eta L(\tilde\zeta)) \nabla_\phi \log p(z)
+              - \eta \nabla_\phi L(\tilde\zeta) + \eta \nabla_\phi L(\zeta)
+
+  Unbiased for every ``eta`` and ``tau``. ``Estimate.eta_grad`` is
+  ``d ||g_hat||^2 / d eta``, for learning ``eta`` by descent on the variance.
+  """
+  return unas(phi, key, loss_fn, None, None, eta=eta, tau=tau, eps=eps, sample_shape=sample_shape,
+              tied=tied, has_aux=has_aux, sampler=sampler, uniform_clamp=uniform_clamp)
+
+
+def relax(phi: PyTree, key: jax.Array, f_z: jax.Array, control_fn: Callable, *,
+          tau: float | jax.Array = 0.4, eps: float = 0.0,
+          sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
+          sampler: Callable | None = None, uniform_clamp: float | None = None) -> Estimate:
+  r"""RELAX (paper eq. 5) for a measured, non-differentiable loss ``L_n``:
+
+  .. math::
+     \hat g = (L_n(z) - g(\tilde\zeta)) \nabla_\phi \log p(z)
+              - \nabla_\phi g(\tilde\zeta) + \nabla_\phi g(\zeta)
+
+  Args:
+    f_z: ``L_n`` measured on ``categorical.discrete(key, soften(phi, eps), sample_shape)``.
+    control_fn: differentiable ``arch -> [S]`` (UNAS: a linear latency surrogate).
+  """
+  return unas(phi, key, None, f_z, control_fn, tau=tau, eps=eps, sample_shape=sample_shape,
+              tied=tied, sampler=sampler, uniform_clamp=uniform_clamp)
+
+
+def rebar_variance_gradients(phi: PyTree, key: jax.Array, loss_fn: Callable, *, eta: jax.Array,
+                             log_tau: jax.Array, eps: float = 0.0,
+                             sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE,
+                             has_aux: bool = False) -> tuple[Estimate, jax.Array, jax.Array]:
+  r"""REBAR's estimate and ``d/d(eta, log tau)`` of its squared norm.
+
+  ``E||g_hat||^2 = Var + ||true gradient||^2`` and the mean does not depend on
+  ``eta`` or ``tau`` (REBAR is unbiased for all of them), so descending these
+  gradients lowers the variance (Tucker et al. 2017, section 3.3). The
+  temperature needs second derivatives through ``loss_fn``; use
+  ``Estimate.eta_grad`` of :func:`rebar` when only ``eta`` is learned.
+
+  Returns:
+    ``(estimate, d_eta, d_log_tau)``.
+  """
+  def g_hat(eta_, log_tau_):
+    tau = jnp.exp(log_tau_)
+    logits_fixed = categorical.soften(sg(phi), eps)
+    # The score coefficient's value L(zeta~) depends on tau: evaluate it with phi
+    # held fixed so that it carries tau's derivative but no phi gradient.
+    sample_fixed = categorical.sample(key, logits_fixed, tau=tau, sample_shape=sample_shape)
+    c_d, _ = _call(loss_fn, sample_fixed.zeta_cond, has_aux)
+    z = sg(sample_fixed.z)
+    f_d, _ = _call(loss_fn, z, has_aux)
+    f_d = sg(f_d)
+
+    def surrogate(p):
+      logits = categorical.soften(p, eps)
+      sample = categorical.sample(key, logits, tau=tau, sample_shape=sample_shape)
+      _, d_d, _ = _control_variate(sample, loss_fn, has_aux)
+      logp = categorical.log_prob(logits, z)
+      return _mean_dot(f_d - eta_ * c_d, logp) + eta_ * jnp.mean(d_d)
+
+    return jax.grad(surrogate)(phi), (f_d, c_d, sample_fixed)
+
+  grads, vjp, (f_z, c_d, sample) = jax.vjp(g_hat, jnp.asarray(eta), jnp.asarray(log_tau), has_aux=True)
+  d_eta, d_log_tau = vjp(jax.tree.map(lambda g: 2.0 * g, grads))
+  estimate = Estimate(grads=grads, f_z=f_z, f_relaxed=sg(c_d), sample=sg(sample), aux={}, eta_grad=d_eta)
+  return estimate, d_eta, d_log_tau

@@ -1,0 +1,67 @@
+r"""Command-line entry point: parses flags and runs the job the config names.
+
+    python -m unas_jax.main --config=configs/proxyless_latency.py:quick \
+        --workdir=/tmp/unas --config.search.phi_lr=3e-4
+
+Errors a user can fix (``UnasError``: a wrong config key, a missing dataset, an
+unknown op) are printed as one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from unas_jax import config as config_lib
+from unas_jax.errors import UnasError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file, path.py[:variant].", lock_config=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Directory for checkpoints, logs, plots and results; rerun to resume.")
+
+
+def _fail(message: str) -> None:
+  print(f"unas_jax: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, turning config mistakes into one-line errors."""
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      try:
+        config_lib.config_file_path(arg.split("=", 1)[1])
+      except UnasError as e:
+        _fail(str(e))
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(" ".join(str(e).split()))
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    # ml_collections raises these for unknown keys and badly typed overrides.
+    message = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ")
+    _fail(f"bad config override: {message}")
+  return []  # unreachable
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  if _CONFIG.value is None:
+    _fail("--config is required, e.g. --config=configs/darts_cifar10.py:quick")
+  config = _CONFIG.value
+  from unas_jax import jobs  # Heavy imports only after the flags are good.
+  try:
+    config_lib.check_required(config)
+    jobs.run(config, _WORKDIR.value)
+  except UnasError as e:
+    _fail(str(e))
+
+
+def run() -> None:
+  app.run(main, flags_parser=_parse_flags)
+
+
+if __name__ == "__main__":
+  run()

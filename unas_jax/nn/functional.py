@@ -1,0 +1,72 @@
+"""NNX modules used functionally: pure pytrees in, pure pytrees out.
+
+A model is split once into a static :class:`ModelDef` and three pure dicts:
+``phi`` (architecture logits, :class:`ArchParam`), ``w`` (weights, ``nnx.Param``)
+and ``stats`` (BatchNorm statistics, ``nnx.BatchStat``). Jitted steps take and
+return those dicts; :func:`apply` rebuilds the module inside the trace.
+
+Modules follow one calling convention::
+
+    logits = model(x, arch, train=..., key=...)
+
+where ``arch`` has the structure of ``phi`` with a leading sample axis ``S``
+(``S`` = batch size for per-example architectures, 1 for one shared
+architecture), one-hot (discrete ``z``) or relaxed (``zeta``), and ``key`` feeds
+dropout/drop-path (None when ``train=False``). Evaluation networks have no
+``phi`` and ignore ``arch``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flax import nnx
+import jax
+
+PyTree = Any
+
+
+class ArchParam(nnx.Variable):
+  """Architecture logits ``phi``; kept apart from the weights ``w`` by ``nnx.split``."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ModelDef:
+  """The static part of a split model (hashable; safe to close over in ``jax.jit``)."""
+  graphdef: Any
+  phi_state: Any
+  w_state: Any
+  stats_state: Any
+  rest_state: Any
+
+
+def split(model: nnx.Module) -> tuple[ModelDef, PyTree, PyTree, PyTree]:
+  """Splits ``model`` into ``(model_def, phi, w, stats)``, the last three pure dicts."""
+  graphdef, phi_state, w_state, stats_state, rest_state = nnx.split(
+      model, ArchParam, nnx.Param, nnx.BatchStat, ...)
+  model_def = ModelDef(graphdef, phi_state, w_state, stats_state, rest_state)
+  return model_def, phi_state.to_pure_dict(), w_state.to_pure_dict(), stats_state.to_pure_dict()
+
+
+def merge(model_def: ModelDef, phi: PyTree | None, w: PyTree, stats: PyTree) -> nnx.Module:
+  """Rebuilds the module from pure dicts (a copy: safe inside ``jax.grad``)."""
+  def fill(template, pure):
+    state = jax.tree.map(lambda x: x, template)  # fresh State object
+    if pure is not None:
+      nnx.replace_by_pure_dict(state, pure)
+    return state
+  return nnx.merge(model_def.graphdef, fill(model_def.phi_state, phi), fill(model_def.w_state, w),
+                   fill(model_def.stats_state, stats), model_def.rest_state, copy=True)
+
+
+def apply(model_def: ModelDef, w: PyTree, stats: PyTree, x: jax.Array, arch: PyTree | None = None, *,
+          train: bool, key: jax.Array | None = None) -> tuple[jax.Array, PyTree]:
+  """Runs the model: returns ``(output, new_stats)``.
+
+  In training mode BatchNorm uses batch statistics and ``new_stats`` holds the
+  updated running averages; in eval mode ``new_stats`` equals ``stats``.
+  """
+  model = merge(model_def, None, w, stats)
+  out = model(x, arch, train=train, key=key)
+  new_stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
+  return out, new_stats
