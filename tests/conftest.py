@@ -19,4 +19,3 @@ def shared_data() -> pathlib.Path:
 def pytest_configure(config):
   # TensorFlow (imported by tfds and clu) must not grab the GPU or spam the log.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
