@@ -296,7 +296,11 @@ def rebar_variance_gradients(phi: PyTree, key: jax.Array, loss_fn: Callable, *, 
     def surrogate(p):
       logits = categorical.soften(p, eps)
       sample = categorical.sample(key, logits, tau=tau, sample_shape=sample_shape)
-      _, d_d, _ = _control_variate(sample, loss_fn, has_aux)
+      # As _control_variate's tied form, but the point zeta~ at which L is
+      # linearised keeps its tau-dependence (phi held fixed) instead of sg.
+      zeta_eff = jax.tree.map(lambda a, c, c_fixed: a - c + c_fixed, sample.zeta, sample.zeta_cond,
+                              sample_fixed.zeta_cond)
+      d_d, _ = _call(loss_fn, zeta_eff, has_aux)
       logp = categorical.log_prob(logits, z)
       return _mean_dot(f_d - eta_ * c_d, logp) + eta_ * jnp.mean(d_d)
 
