@@ -14,7 +14,7 @@ from unas_jax.errors import ConfigError
 
 # job name -> "module:function"; each function takes (config, workdir).
 JOBS = {
-    "estimator_benchmark": "unas_jax.estimators.benchmark:run",
+    "estimator_benchmark": "unas_jax.estimators.report:run",
 }
 
 

@@ -41,8 +41,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
     _fail(" ".join(str(e).split()))
   except (AttributeError, KeyError, TypeError, ValueError) as e:
     # ml_collections raises these for unknown keys and badly typed overrides.
-    message = str(e).strip("'\"").replace("\\n", " ").replace("\n", " ")
-    _fail(f"bad config override: {message}")
+    message = " ".join(str(e).replace("\\n", " ").replace("\\'", "").replace("'", "").split()).strip("\"")
+    _fail(f"unknown or invalid config key: {message}")
   return []  # unreachable
 
 
