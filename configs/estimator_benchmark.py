@@ -13,6 +13,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.alpha = 1e-4
   config.eta_steps = 300
   config.seed = 0
+  config.max_cases = 0  # 0: all five toy problems
   if arg == "quick":
     config.num_samples = 20_000
     config.eta_steps = 100

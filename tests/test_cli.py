@@ -61,6 +61,6 @@ def test_unknown_job():
 @pytest.mark.slow
 def test_estimator_benchmark_job_runs(tmp_path):
   result = _main("--config=configs/estimator_benchmark.py:quick", "--config.num_samples=2000",
-                 "--config.eta_steps=5", f"--workdir={tmp_path}")
+                 "--config.eta_steps=5", "--config.max_cases=1", f"--workdir={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   assert "rebar" in result.stdout and (tmp_path / "estimator_variance.png").exists()

@@ -72,8 +72,11 @@ def estimators_for(problem: toy.ToyProblem, tau: float, eta_learned: float) -> d
 
 
 def run_report(num_samples: int = 100_000, alpha: float = 1e-4, eta_steps: int = 300,
-               seed: int = 0, out_dir: str | None = None) -> list[Row]:
-  """Computes the table; writes ``estimator_variance.{json,png}`` to ``out_dir`` if given."""
+               seed: int = 0, out_dir: str | None = None, max_cases: int = 0) -> list[Row]:
+  """Computes the table; writes ``estimator_variance.{json,png}`` to ``out_dir`` if given.
+
+  ``max_cases > 0`` keeps only the first problems (a quick look).
+  """
   rows = []
   with jax.enable_x64(True):
     cases = [
@@ -83,7 +86,7 @@ def run_report(num_samples: int = 100_000, alpha: float = 1e-4, eta_steps: int =
         (toy.table_problem(), 0.4),
         (toy.table_problem(interaction=3.0), 0.4),
     ]
-    for problem, tau in cases:
+    for problem, tau in cases[:max_cases or None]:
       start = time.time()
       exact = toy.exact_gradient(problem.phi, problem.loss_fn)
       eta = learn_eta(problem, tau, eta_steps, jax.random.key(seed + 1))
@@ -145,6 +148,6 @@ def plot(rows: list[Row], path: str) -> None:
 def run(config, workdir: str) -> None:
   """The ``estimator_benchmark`` job."""
   print(f"Estimator bias/variance on toy problems, {config.num_samples} samples each ...", flush=True)
-  rows = run_report(config.num_samples, config.alpha, config.eta_steps, config.seed, workdir)
+  rows = run_report(config.num_samples, config.alpha, config.eta_steps, config.seed, workdir, config.max_cases)
   print(format_table(rows))
   print(f"Wrote {os.path.join(workdir, 'estimator_variance.png')} and estimator_variance.json")
