@@ -1,0 +1,73 @@
+r"""Search objectives (DESIGN.md section 3).
+
+Per example ``i`` (architecture sample ``i`` paired with train example ``i`` and
+validation example ``i``):
+
+* ``L_train_i = l_train_i``, ``L_val_i = l_val_i`` (the paper's Table 2 ablation),
+* ``L_gen_i = l_train_i + lambda * |l_val_i - l_train_i|`` (``lambda = 0.5``),
+
+where ``l`` is the cross-entropy of the supernet under architecture ``i``.
+Latency: ``L_lat(z) = c_t * relu(lat(z) - target)`` (hinge) or ``c_t * lat(z)``
+(linear), with ``c_t`` warmed up linearly from 0 to ``c`` over the first steps.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from unas_jax.errors import ConfigError
+
+OBJECTIVES = ("train", "val", "gen")
+LATENCY_PENALTIES = ("hinge", "linear")
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  """Per-example cross-entropy ``[B]`` (optionally label-smoothed)."""
+  num_classes = logits.shape[-1]
+  targets = jax.nn.one_hot(labels, num_classes, dtype=logits.dtype)
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def search_objective(l_train: jax.Array, l_val: jax.Array, objective: str, gen_lambda: float = 0.5) -> jax.Array:
+  r"""Per-example architecture loss ``[B]``: ``L_train``, ``L_val`` or ``L_gen``.
+
+  ``L_gen_i = l_train_i + lambda |l_val_i - l_train_i|``.
+  """
+  if objective == "train":
+    return l_train
+  if objective == "val":
+    return l_val
+  if objective == "gen":
+    return l_train + gen_lambda * jnp.abs(l_val - l_train)
+  raise ConfigError(f"search.objective={objective!r} is not one of {list(OBJECTIVES)}")
+
+
+def per_sample(per_example: jax.Array, num_samples: int) -> jax.Array:
+  """Groups per-example losses ``[B]`` by architecture sample: ``[S]`` means.
+
+  ``S == B`` (one architecture per example) returns the losses as they are;
+  ``S == 1`` (one shared architecture) their mean.
+  """
+  b = per_example.shape[0]
+  if b % num_samples:
+    raise ValueError(f"batch {b} is not a multiple of the {num_samples} architecture samples")
+  return jnp.mean(per_example.reshape(num_samples, b // num_samples), axis=1)
+
+
+def latency_coefficient(step: jax.Array, c: float, warmup_steps: int) -> jax.Array:
+  """``c_t = c * min(1, step / warmup_steps)`` (linear warm-up from 0)."""
+  if warmup_steps <= 0:
+    return jnp.asarray(c, jnp.float32)
+  return c * jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / warmup_steps)
+
+
+def latency_penalty(latency_ms: jax.Array, coefficient: jax.Array, target_ms: float, kind: str = "hinge") -> jax.Array:
+  """``c_t * relu(lat - target)`` (hinge) or ``c_t * lat`` (linear)."""
+  if kind == "hinge":
+    return coefficient * jax.nn.relu(latency_ms - target_ms)
+  if kind == "linear":
+    return coefficient * latency_ms
+  raise ConfigError(f"latency.penalty={kind!r} is not one of {list(LATENCY_PENALTIES)}")
