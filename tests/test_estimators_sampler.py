@@ -198,3 +198,20 @@ def test_product_structure_is_preserved():
   assert jax.tree.structure(e.grads) == jax.tree.structure(phi)
   assert all(g.shape == p.shape for g, p in zip(jax.tree.leaves(e.grads), jax.tree.leaves(phi)))
   assert e.f_z.shape == (5,)
+
+
+def test_per_sample_keys_make_samples_independent_of_slicing():
+  """Sample i drawn alone equals sample i drawn in a block: devices can draw their own slice."""
+  phi = {"a": jax.random.normal(jax.random.key(0), (3, 5)), "b": jnp.array([2.0, -1.0, 0.0])}
+  keys = est.per_sample_keys(jax.random.key(1), jnp.arange(8))
+  whole = est.sample(keys, phi, tau=0.4, sample_shape=(8,))
+  part = est.sample(keys[4:6], phi, tau=0.4, sample_shape=(2,))
+  for a, b in zip(jax.tree.leaves(whole), jax.tree.leaves(part)):
+    np.testing.assert_array_equal(a[4:6], b)
+  z = est.discrete(keys, phi, (8,))
+  for a, b in zip(jax.tree.leaves(whole.z), jax.tree.leaves(z)):
+    np.testing.assert_array_equal(a, b)
+  untied = est.sample(keys, phi, tau=0.4, sample_shape=(8,), tied=False)
+  assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(untied))
+  grads = est.rebar(phi, keys, lambda a: jnp.sum(a["a"][..., 0], -1), sample_shape=(8,)).grads
+  assert jax.tree.structure(grads) == jax.tree.structure(phi)

@@ -123,9 +123,28 @@ def _uniform(key, shape, dtype, clamp):
   return u
 
 
+def per_sample_keys(key: jax.Array, indices: jax.Array) -> jax.Array:
+  """One key per sample, ``fold_in(key, index)``: sample ``i`` is the same whichever
+  slice of samples a device draws (data parallelism without changing results)."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(indices))
+
+
+def _is_key_batch(key: jax.Array) -> bool:
+  return jnp.issubdtype(key.dtype, jax.dtypes.prng_key) and key.ndim == 1
+
+
 def gumbel_noise(key: jax.Array, logits: PyTree, sample_shape: tuple[int, ...] = (1,), *,
                  uniform_clamp: float | None = None) -> PyTree:
-  """Gumbel noise ``g = -log(-log u)`` with leaves ``[*sample_shape, ..., K]``."""
+  """Gumbel noise ``g = -log(-log u)`` with leaves ``[*sample_shape, ..., K]``.
+
+  ``key`` is a typed PRNG key (``jax.random.key``) for the whole block, or a
+  batch of keys of shape ``sample_shape`` (one per sample, see :func:`per_sample_keys`).
+  """
+  if _is_key_batch(key):
+    if key.shape != tuple(sample_shape):
+      raise ValueError(f"{key.shape[0]} per-sample keys for sample_shape {tuple(sample_shape)}")
+    return jax.vmap(lambda k: gumbel_noise(k, logits, (), uniform_clamp=uniform_clamp))(key)
+
   def leaf(k, l):
     u = _uniform(k, tuple(sample_shape) + l.shape, l.dtype, uniform_clamp)
     return -jnp.log(-jnp.log(u))
@@ -193,7 +212,8 @@ def sample(key: jax.Array, logits: PyTree, *, tau: float | jax.Array,
   r"""Draws ``z``, ``zeta`` and ``zeta~ ~ r(zeta | z)`` for every categorical.
 
   Args:
-    key: PRNG key; the same key gives the same ``z`` as :func:`discrete`.
+    key: typed PRNG key, or one key per sample (shape ``sample_shape``); the
+      same key gives the same ``z`` as :func:`discrete`.
     logits: pytree of logits ``[..., K]`` (e.g. ``soften(phi, eps)``).
     tau: relaxation temperature (UNAS: 0.4).
     sample_shape: leading sample axes, ``(S,)``: ``S`` = batch size for
@@ -207,7 +227,8 @@ def sample(key: jax.Array, logits: PyTree, *, tau: float | jax.Array,
   """
   g = gumbel_noise(key, logits, sample_shape, uniform_clamp=uniform_clamp)
   if not tied:
-    cond_key = jax.random.fold_in(key, 1)
+    cond_key = (jax.vmap(lambda k: jax.random.fold_in(k, 1))(key) if _is_key_batch(key)
+                else jax.random.fold_in(key, 1))
     g_fresh = gumbel_noise(cond_key, logits, sample_shape, uniform_clamp=uniform_clamp)
 
   def leaf(l, gl, gf):
