@@ -1,0 +1,60 @@
+"""One data-parallel mesh over every device of every host.
+
+State (phi, w, optimiser states) is replicated, batches are sharded along the
+``data`` axis. Steps are ``jax.jit`` over ``jax.shard_map`` bodies: each device
+runs the per-device program (its own architecture samples, local BatchNorm
+statistics unless synchronised) and gradients are averaged across the axis, the
+semantics ``pmap`` had (STYLE.md: no ``jax.pmap``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from unas_jax.errors import ConfigError
+
+DATA_AXIS = "data"
+
+
+def make_mesh(num_devices: int = 0) -> Mesh:
+  """A 1-D ``data`` mesh over ``num_devices`` devices (0: all devices of all hosts)."""
+  available = jax.device_count()
+  n = available if num_devices in (0, None) else num_devices
+  if n > available or n < 1:
+    raise ConfigError(f"mesh.num_devices={num_devices} but {available} device(s) are available")
+  if jax.process_count() > 1 and n != available:
+    raise ConfigError("multi-host runs use every device: set mesh.num_devices=0")
+  devices = jax.devices()[:n]
+  return jax.make_mesh((n,), (DATA_AXIS,), devices=devices)
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def check_batch(global_batch: int, mesh: Mesh, name: str = "batch_size") -> int:
+  """Returns the per-device batch; ConfigError unless the global batch divides evenly."""
+  n = mesh.devices.size
+  if global_batch % n:
+    raise ConfigError(f"{name}={global_batch} is not divisible by the {n} devices of the mesh")
+  return global_batch // n
+
+
+def put_replicated(tree: Any, mesh: Mesh) -> Any:
+  """Places a host pytree (the same on every process) replicated on the mesh."""
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda idx: np.asarray(x)[idx]),
+                      tree)
+
+
+def put_batch(local_batch: Any, mesh: Mesh) -> Any:
+  """Assembles a global batch sharded along ``data`` from each process's local rows."""
+  sharding = batch_sharded(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), local_batch)

@@ -1,0 +1,348 @@
+r"""The jitted search and weight-training steps (DESIGN.md sections 3 and 6).
+
+One search step, per device (inside ``jax.shard_map`` over the ``data`` axis):
+
+1. draw architectures from ``phi`` with keys derived from ``(seed, step)`` (a
+   resumed run draws the same samples): one per example, one per device, or one
+   shared by the whole batch;
+2. estimate ``d/dphi E[L(z)]`` with the configured estimator (REINFORCE,
+   Gumbel-softmax or REBAR) on the accuracy objective (``L_train``, ``L_val`` or
+   ``L_gen`` plus the pairing penalty), and, when a latency term is configured,
+   add RELAX's estimate for ``c_t * relu(lat(z) - target)`` with the measured
+   latencies passed in and the surrogate as control (or REINFORCE / the biased
+   FBNet-style surrogate-through-Gumbel gradient, for comparison);
+3. average the phi gradient across devices, update phi (``tx_phi``);
+4. update w on the train batch with the relaxed sample of the same draw (no
+   gradient to phi), average across devices, update w (``tx_w``).
+
+With one architecture per example, sample ``i`` is drawn from
+``fold_in(key, i)`` (global example index), so the result does not depend on how
+many devices share the batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+from flax import struct
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+import optax
+
+from unas_jax import estimators as est
+from unas_jax.errors import ConfigError
+from unas_jax.nn import functional
+from unas_jax.objectives import losses
+from unas_jax.parallel.mesh import DATA_AXIS
+
+PyTree = Any
+
+SAMPLING = ("per_example", "per_device", "shared")
+ACCURACY_ESTIMATORS = ("reinforce", "gumbel_softmax", "rebar")
+LATENCY_ESTIMATORS = ("relax", "reinforce", "surrogate_gumbel")
+
+
+@struct.dataclass
+class SearchState:
+  """Everything a search step reads and writes (a pytree; checkpointed whole)."""
+  step: jax.Array
+  key: jax.Array            # raw uint32 key data of the run's base key
+  phi: PyTree
+  w: PyTree
+  stats: PyTree
+  opt_phi: PyTree
+  opt_w: PyTree
+  baseline: PyTree          # REINFORCE baseline state
+  eta: jax.Array            # REBAR's control-variate scale
+  opt_eta: PyTree
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static settings of the search step (hashable)."""
+  estimator: str = "rebar"
+  objective: str = "gen"
+  gen_lambda: float = 0.5
+  tau: float = 0.4
+  eps: float = 0.0
+  sampling: str = "per_example"
+  pairing_weight: float = 0.0
+  baseline: str = "moving_average"
+  baseline_decay: float = 0.99
+  learn_eta: bool = False
+  # Latency (None: no latency term).
+  latency_estimator: str | None = None
+  latency_target_ms: float = 0.0
+  latency_penalty: str = "hinge"
+  latency_c: float = 0.1
+  latency_warmup_steps: int = 0
+
+  def __post_init__(self):
+    if self.estimator not in ACCURACY_ESTIMATORS:
+      raise ConfigError(f"search.estimator={self.estimator!r} is not one of {list(ACCURACY_ESTIMATORS)}")
+    if self.sampling not in SAMPLING:
+      raise ConfigError(f"search.sampling={self.sampling!r} is not one of {list(SAMPLING)}")
+    if self.objective not in losses.OBJECTIVES:
+      raise ConfigError(f"search.objective={self.objective!r} is not one of {list(losses.OBJECTIVES)}")
+    if self.latency_estimator not in (None,) + LATENCY_ESTIMATORS:
+      raise ConfigError(f"latency.estimator={self.latency_estimator!r} is not one of {list(LATENCY_ESTIMATORS)}")
+    if self.latency_penalty not in losses.LATENCY_PENALTIES:
+      raise ConfigError(f"latency.penalty={self.latency_penalty!r} is not one of {list(losses.LATENCY_PENALTIES)}")
+    if self.tau <= 0:
+      raise ConfigError(f"search.tau={self.tau} must be positive")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SearchModel:
+  """A supernet and what the step needs to know about its search space.
+
+  Attributes:
+    model_def: the split supernet (see ``unas_jax.nn.functional``).
+    arch_penalty_fn: ``arch -> [S]`` extra architecture loss (the DARTS pairing
+      penalty), or None.
+    control_fn: ``(control_params, arch) -> [S]`` latency prediction in ms,
+      differentiable in ``arch`` (RELAX's control), or None.
+  """
+  model_def: functional.ModelDef
+  arch_penalty_fn: Callable[[PyTree], jax.Array] | None = None
+  control_fn: Callable[[PyTree, PyTree], jax.Array] | None = None
+
+  def apply(self, w, stats, x, arch, *, train, key=None):
+    return functional.apply(self.model_def, w, stats, x, arch, train=train, key=key)
+
+
+def samples_per_device(cfg: StepConfig, local_batch: int) -> int:
+  return local_batch if cfg.sampling == "per_example" else 1
+
+
+def num_global_samples(cfg: StepConfig, global_batch: int, num_devices: int) -> int:
+  """How many architectures one step draws in all (one latency value each)."""
+  return {"per_example": global_batch, "per_device": num_devices, "shared": 1}[cfg.sampling]
+
+
+def sample_indices(cfg: StepConfig, device_index, local_batch: int) -> jax.Array:
+  """Global sample indices that device ``device_index`` draws."""
+  if cfg.sampling == "per_example":
+    return device_index * local_batch + jnp.arange(local_batch)
+  if cfg.sampling == "per_device":
+    return jnp.reshape(device_index, (1,))
+  return jnp.zeros((1,), jnp.int32)
+
+
+def arch_key(state_key: jax.Array, step: jax.Array) -> jax.Array:
+  """The key from which step ``step`` draws its architectures (host and device agree)."""
+  return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state_key), step), 0)
+
+
+def global_architectures(cfg: StepConfig, state_key, step, phi, global_batch: int, num_devices: int) -> PyTree:
+  """Phase one of the two-phase latency term: all discrete samples of a step, ``[S_global]``.
+
+  The same ``z`` the step will draw on the devices; the host measures their
+  latency and passes it in.
+  """
+  n = num_global_samples(cfg, global_batch, num_devices)
+  keys = est.per_sample_keys(arch_key(state_key, step), jnp.arange(n))
+  return est.discrete(keys, est.soften(phi, cfg.eps), (n,))
+
+
+def _pmean(tree):
+  return jax.tree.map(lambda x: jax.lax.pmean(x, DATA_AXIS), tree)
+
+
+def _accuracy(logits, labels):
+  return jnp.mean(jnp.argmax(logits, -1) == labels)
+
+
+def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation, Callable, Callable]:
+  """``tx_w``, ``tx_phi`` and their learning-rate schedules (DESIGN.md section 6).
+
+  w: clip 5, L2 weight decay 3e-4 added to the gradient (as PyTorch's Adam),
+  Adam with cosine decay from ``w_lr * global_batch / 64`` to ``w_lr_min``.
+  phi: L2 1e-6, Adam ``phi_lr`` cosine to ``phi_lr_min``.
+  """
+  s = config.search
+  total = max(1, s.total_steps)
+  w_lr = s.w_lr * (config.batch_size / 64 if s.scale_w_lr_by_batch else 1.0)
+  w_schedule = optax.cosine_decay_schedule(w_lr, total, alpha=s.w_lr_min / w_lr)
+  phi_schedule = optax.cosine_decay_schedule(s.phi_lr, total, alpha=s.phi_lr_min / s.phi_lr)
+  tx_w = optax.chain(optax.clip_by_global_norm(s.w_grad_clip), optax.add_decayed_weights(s.w_weight_decay),
+                     optax.adam(w_schedule))
+  tx_phi = optax.chain(optax.add_decayed_weights(s.phi_weight_decay),
+                       optax.adam(phi_schedule, b1=s.phi_beta1, b2=s.phi_beta2))
+  return tx_w, tx_phi, w_schedule, phi_schedule
+
+
+ETA_TX = optax.adam(1e-3)
+
+
+def init_state(seed: int, phi, w, stats, tx_w, tx_phi, cfg: StepConfig, eta: float = 1.0) -> SearchState:
+  baseline = est.make_baseline(cfg.baseline, **({"decay": cfg.baseline_decay} if cfg.baseline == "moving_average" else {}))
+  eta = jnp.asarray(eta, jnp.float32)
+  return SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
+                     phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
+                     baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta))
+
+
+def _w_update(model: SearchModel, tx_w, state: SearchState, arch, x, y, key):
+  """Gradient step on w with architecture ``arch`` held fixed (no gradient to phi)."""
+  arch = jax.lax.stop_gradient(arch)
+
+  def loss_w(w):
+    logits, new_stats = model.apply(w, state.stats, x, arch, train=True, key=key)
+    ce = losses.cross_entropy(logits, y)
+    return jnp.mean(ce), (new_stats, _accuracy(logits, y))
+
+  (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_w, has_aux=True)(state.w)
+  grads = _pmean(grads)
+  new_stats = _pmean(new_stats)  # running averages: the mean of the devices' (identical when BN is synchronised)
+  updates, opt_w = tx_w.update(grads, state.opt_w, state.w)
+  w = optax.apply_updates(state.w, updates)
+  return w, opt_w, new_stats, {"w_loss": jax.lax.pmean(loss, DATA_AXIS), "w_acc": jax.lax.pmean(acc, DATA_AXIS),
+                               "w_grad_norm": optax.global_norm(grads)}
+
+
+def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, global_batch: int,
+                     w_schedule=None, phi_schedule=None):
+  """Returns ``step(state, batch_train, batch_val, latency_ms, control) -> (state, metrics)``.
+
+  ``batch_*`` are ``(x, y)`` sharded along ``data``; ``latency_ms`` holds the measured
+  latency of each global sample (:func:`global_architectures`), ``[S_global]``
+  (zeros when there is no latency term); ``control`` the surrogate's parameters.
+  """
+  num_devices = mesh.devices.size
+  local_batch = global_batch // num_devices
+  s_local = samples_per_device(cfg, local_batch)
+  baseline = est.make_baseline(cfg.baseline, **({"decay": cfg.baseline_decay} if cfg.baseline == "moving_average" else {}))
+  latency_spec = P() if cfg.sampling == "shared" else P(DATA_AXIS)
+
+  def per_device(state: SearchState, batch_train, batch_val, latency_ms, control):
+    device = jax.lax.axis_index(DATA_AXIS)
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+    keys = est.per_sample_keys(arch_key(state.key, state.step), sample_indices(cfg, device, local_batch))
+    noise_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), device)
+    key_t, key_v, key_w = jax.random.split(noise_key, 3)
+    (x_t, y_t), (x_v, y_v) = batch_train, batch_val
+    needs_val = cfg.objective in ("val", "gen")
+
+    def loss_fn(arch):
+      """Per-sample accuracy objective ``[S]`` (+ pairing penalty) for one-hot or relaxed arch."""
+      logits_t, _ = model.apply(state.w, state.stats, x_t, arch, train=True, key=key_t)
+      l_t = losses.cross_entropy(logits_t, y_t)
+      aux = {"l_train": jnp.mean(l_t), "acc_train": _accuracy(logits_t, y_t)}
+      l_v = l_t
+      if needs_val:
+        logits_v, _ = model.apply(state.w, state.stats, x_v, arch, train=True, key=key_v)
+        l_v = losses.cross_entropy(logits_v, y_v)
+        aux.update(l_val=jnp.mean(l_v), acc_val=_accuracy(logits_v, y_v))
+      value = losses.per_sample(losses.search_objective(l_t, l_v, cfg.objective, cfg.gen_lambda), s_local)
+      if model.arch_penalty_fn is not None and cfg.pairing_weight:
+        value = value + cfg.pairing_weight * model.arch_penalty_fn(arch)
+      return value, aux
+
+    common = dict(eps=cfg.eps, sample_shape=(s_local,))
+    metrics = {}
+    if cfg.estimator == "rebar":
+      estimate = est.rebar(state.phi, keys, loss_fn, eta=state.eta, tau=cfg.tau, has_aux=True, **common)
+    elif cfg.estimator == "gumbel_softmax":
+      estimate = est.gumbel_softmax(state.phi, keys, loss_fn, tau=cfg.tau, has_aux=True, **common)
+    else:
+      z = est.discrete(keys, est.soften(state.phi, cfg.eps), (s_local,))
+      f_z, aux = loss_fn(z)
+      # Leave-one-out uses this device's other samples (needs >= 2 per device).
+      estimate = est.reinforce(state.phi, keys, f_z, baseline=baseline, baseline_state=state.baseline, **common)
+      estimate = estimate._replace(aux={"discrete": aux})
+    phi_grads = estimate.grads
+    metrics.update({k: v for k, v in (estimate.aux.get("discrete") or {}).items()})
+    metrics["objective"] = jnp.mean(estimate.f_z)
+    if estimate.f_relaxed is not None:
+      metrics["objective_relaxed"] = jnp.mean(estimate.f_relaxed)
+
+    if cfg.latency_estimator is not None:
+      c_t = losses.latency_coefficient(state.step, cfg.latency_c, cfg.latency_warmup_steps)
+      penalty = functools.partial(losses.latency_penalty, coefficient=c_t, target_ms=cfg.latency_target_ms,
+                                  kind=cfg.latency_penalty)
+      control_penalty = lambda arch: penalty(model.control_fn(control, arch))
+      f_lat = penalty(latency_ms)
+      if cfg.latency_estimator == "relax":
+        lat_grads = est.relax(state.phi, keys, f_lat, control_penalty, tau=cfg.tau, **common).grads
+      elif cfg.latency_estimator == "reinforce":
+        lat_grads = est.reinforce(state.phi, keys, f_lat, **common).grads
+      else:  # FBNet-style: the surrogate through the relaxed sample (biased)
+        lat_grads = est.gumbel_softmax(state.phi, keys, control_penalty, tau=cfg.tau, **common).grads
+      phi_grads = jax.tree.map(jnp.add, phi_grads, lat_grads)
+      z_lat = est.discrete(keys, est.soften(state.phi, cfg.eps), (s_local,))
+      metrics.update(latency_ms=jnp.mean(latency_ms), latency_predicted_ms=jnp.mean(model.control_fn(control, z_lat)),
+                     latency_penalty=jnp.mean(f_lat), latency_c=c_t)
+
+    phi_grads = _pmean(phi_grads)
+    updates, opt_phi = tx_phi.update(phi_grads, state.opt_phi, state.phi)
+    phi = optax.apply_updates(state.phi, updates)
+
+    eta, opt_eta = state.eta, state.opt_eta
+    if cfg.learn_eta and estimate.eta_grad is not None:
+      eta_updates, opt_eta = ETA_TX.update(jax.lax.pmean(estimate.eta_grad, DATA_AXIS), state.opt_eta)
+      eta = optax.apply_updates(state.eta, eta_updates)
+
+    new_baseline = state.baseline
+    if cfg.estimator == "reinforce" and estimate.baseline_state is not None:
+      new_baseline = _pmean(estimate.baseline_state)  # moving averages are linear: mean of local = global
+
+    # w step on the train batch with the relaxed sample of this draw.
+    sample = estimate.sample
+    arch_w = sample.zeta if cfg.estimator != "reinforce" else est.sample(
+        keys, est.soften(state.phi, cfg.eps), tau=cfg.tau, sample_shape=(s_local,)).zeta
+    w, opt_w, stats, w_metrics = _w_update(model, tx_w, state, arch_w, x_t, y_t, key_w)
+    metrics.update(w_metrics)
+    metrics = _pmean(metrics)
+    metrics.update(phi_grad_norm=optax.global_norm(phi_grads), entropy=est.entropy(est.soften(state.phi, cfg.eps)),
+                   eta=state.eta)
+    if w_schedule is not None:
+      metrics.update(lr_w=w_schedule(state.step), lr_phi=phi_schedule(state.step))
+    new_state = state.replace(step=state.step + 1, phi=phi, w=w, stats=stats, opt_phi=opt_phi, opt_w=opt_w,
+                              baseline=new_baseline, eta=eta, opt_eta=opt_eta)
+    return new_state, metrics
+
+  sharded = jax.shard_map(
+      per_device, mesh=mesh,
+      in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS), latency_spec, P()),
+      out_specs=(P(), P()), check_vma=False)
+  return jax.jit(sharded, donate_argnums=(0,))
+
+
+def make_warmup_step(model: SearchModel, tx_w, cfg: StepConfig, mesh, global_batch: int, w_schedule=None):
+  """w-only steps with architectures sampled from phi (the ``init_epochs`` warm-up)."""
+  num_devices = mesh.devices.size
+  local_batch = global_batch // num_devices
+  s_local = samples_per_device(cfg, local_batch)
+
+  def per_device(state: SearchState, batch_train):
+    device = jax.lax.axis_index(DATA_AXIS)
+    keys = est.per_sample_keys(arch_key(state.key, state.step), sample_indices(cfg, device, local_batch))
+    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+    key_w = jax.random.fold_in(jax.random.fold_in(step_key, 2), device)
+    zeta = est.sample(keys, est.soften(state.phi, cfg.eps), tau=cfg.tau, sample_shape=(s_local,)).zeta
+    w, opt_w, stats, metrics = _w_update(model, tx_w, state, zeta, *batch_train, key_w)
+    metrics = _pmean(metrics)
+    if w_schedule is not None:
+      metrics["lr_w"] = w_schedule(state.step)
+    return state.replace(step=state.step + 1, w=w, opt_w=opt_w, stats=stats), metrics
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
+                          check_vma=False)
+  return jax.jit(sharded, donate_argnums=(0,))
+
+
+def make_eval_step(model: SearchModel, mesh):
+  """``(w, stats, arch[1], x, y, mask) -> (sum correct, sum loss, count)`` with running BN statistics."""
+  def per_device(w, stats, arch, x, y, mask):
+    logits, _ = model.apply(w, stats, x, arch, train=False)
+    ce = losses.cross_entropy(logits, y)
+    correct = (jnp.argmax(logits, -1) == y) * mask
+    out = jnp.stack([jnp.sum(correct), jnp.sum(ce * mask), jnp.sum(mask)])
+    return jax.lax.psum(out, DATA_AXIS)
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(), P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
+                          out_specs=P(), check_vma=False)
+  return jax.jit(sharded)
