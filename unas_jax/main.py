@@ -20,6 +20,14 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file, path.py[:variant].", lock_config=True)
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Directory for checkpoints, logs, plots and results; rerun to resume.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process runs: host:port of process 0 (with the next two flags).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-process runs: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-process runs: this process's index.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "off"],
+    "auto: start JAX's distributed runtime from the flags above or a detected cluster "
+    "(TPU pod, Slurm, Kubernetes JobSet, Open MPI); off: single process.")
 
 
 def _fail(message: str) -> None:
@@ -52,8 +60,14 @@ def main(argv: list[str]) -> None:
     _fail("--config is required, e.g. --config=configs/darts_cifar10.py:quick")
   config = _CONFIG.value
   from unas_jax import jobs  # Heavy imports only after the flags are good.
+  from unas_jax.parallel import distributed
   try:
     config_lib.check_required(config)
+    # Before anything touches a device.
+    how = distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                                 mode=_DISTRIBUTED.value)
+    if how != "single process":
+      print(f"unas_jax: distributed runtime: {how}", flush=True)
     jobs.run(config, _WORKDIR.value)
   except UnasError as e:
     _fail(str(e))
