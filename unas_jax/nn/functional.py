@@ -60,13 +60,14 @@ def merge(model_def: ModelDef, phi: PyTree | None, w: PyTree, stats: PyTree) -> 
 
 
 def apply(model_def: ModelDef, w: PyTree, stats: PyTree, x: jax.Array, arch: PyTree | None = None, *,
-          train: bool, key: jax.Array | None = None) -> tuple[jax.Array, PyTree]:
+          train: bool, key: jax.Array | None = None, **call_kwargs) -> tuple[Any, PyTree]:
   """Runs the model: returns ``(output, new_stats)``.
 
   In training mode BatchNorm uses batch statistics and ``new_stats`` holds the
   updated running averages; in eval mode ``new_stats`` equals ``stats``.
+  ``call_kwargs`` go to the module's ``__call__`` (e.g. ``drop_path``).
   """
   model = merge(model_def, None, w, stats)
-  out = model(x, arch, train=train, key=key)
+  out = model(x, arch, train=train, key=key, **call_kwargs)
   new_stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
   return out, new_stats

@@ -155,18 +155,22 @@ def _accuracy(logits, labels):
   return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
-def make_optimizers(config) -> tuple[optax.GradientTransformation, optax.GradientTransformation, Callable, Callable]:
+def make_optimizers(search_config, global_batch: int, total_steps: int):
   """``tx_w``, ``tx_phi`` and their learning-rate schedules (DESIGN.md section 6).
 
-  w: clip 5, L2 weight decay 3e-4 added to the gradient (as PyTorch's Adam),
-  Adam with cosine decay from ``w_lr * global_batch / 64`` to ``w_lr_min``.
-  phi: L2 1e-6, Adam ``phi_lr`` cosine to ``phi_lr_min``.
+  w: clip the global norm at ``w_grad_clip`` (5), add ``w_weight_decay * w`` (3e-4) to
+  the gradient (L2, as PyTorch's Adam does), Adam with cosine decay from
+  ``w_lr * global_batch / 64`` to ``w_lr_min``. phi: L2 ``phi_weight_decay`` (1e-6),
+  Adam cosine from ``phi_lr`` (1e-3) to ``phi_lr_min`` (3e-4).
+
+  Returns:
+    ``(tx_w, tx_phi, w_schedule, phi_schedule)``.
   """
-  s = config.search
-  total = max(1, s.total_steps)
-  w_lr = s.w_lr * (config.batch_size / 64 if s.scale_w_lr_by_batch else 1.0)
-  w_schedule = optax.cosine_decay_schedule(w_lr, total, alpha=s.w_lr_min / w_lr)
-  phi_schedule = optax.cosine_decay_schedule(s.phi_lr, total, alpha=s.phi_lr_min / s.phi_lr)
+  s = search_config
+  total = max(1, int(total_steps))
+  w_lr = s.w_lr * (global_batch / 64 if s.scale_w_lr_by_batch else 1.0)
+  w_schedule = optax.cosine_decay_schedule(w_lr, total, alpha=min(1.0, s.w_lr_min / w_lr))
+  phi_schedule = optax.cosine_decay_schedule(s.phi_lr, total, alpha=min(1.0, s.phi_lr_min / s.phi_lr))
   tx_w = optax.chain(optax.clip_by_global_norm(s.w_grad_clip), optax.add_decayed_weights(s.w_weight_decay),
                      optax.adam(w_schedule))
   tx_phi = optax.chain(optax.add_decayed_weights(s.phi_weight_decay),

@@ -1,0 +1,53 @@
+"""Default config blocks shared by the search configs (UNAS defaults, DESIGN.md section 6)."""
+from __future__ import annotations
+
+import ml_collections
+
+from unas_jax import data as data_lib
+
+
+def search_block() -> ml_collections.ConfigDict:
+  """``config.search``: estimator, objective, schedules (UNAS CIFAR defaults)."""
+  return ml_collections.ConfigDict({
+      "estimator": "rebar",          # reinforce | gumbel_softmax | rebar
+      "objective": "gen",            # train | val | gen
+      "gen_lambda": 0.5,
+      "tau": 0.4,
+      "eta": 1.0,                    # REBAR's control-variate scale (UNAS: fixed 1)
+      "learn_eta": False,            # REBAR's remedy: descend the estimator's variance in eta
+      "eps": 0.0,                    # softening log(softmax(phi) + eps); 0.08 on ImageNet
+      "sampling": "per_example",     # per_example | per_device | shared
+      "pairing_weight": 0.2,         # DARTS space only
+      "baseline": "moving_average",  # REINFORCE: none | constant | moving_average | leave_one_out
+      "baseline_decay": 0.99,
+      "bn": "local",                 # BatchNorm statistics: local (per device, as the reference) | sync
+      "epochs": 85,
+      "init_epochs": 15,             # w-only warm-up epochs
+      "max_steps": 0,                # >0: stop after this many steps (overrides epochs for schedules)
+      "stop_at_step": -1,            # >=0: save and stop there, as if interrupted (tests)
+      "w_lr": 3e-4,
+      "scale_w_lr_by_batch": True,   # w_lr * global_batch / 64
+      "w_lr_min": 1e-4,
+      "w_weight_decay": 3e-4,
+      "w_grad_clip": 5.0,
+      "phi_lr": 1e-3,
+      "phi_lr_min": 3e-4,
+      "phi_weight_decay": 1e-6,
+      "phi_beta1": 0.9,
+      "phi_beta2": 0.999,
+      "phi_init_scale": 1e-3,
+  })
+
+
+def base_config(job: str, name: str, dataset: str) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.job = job
+  config.name = name
+  config.seed = 0
+  config.batch_size = 128            # global; UNAS: 32 per GPU on 4 GPUs
+  config.data = data_lib.default_config(dataset)
+  config.mesh = ml_collections.ConfigDict({"num_devices": 0})  # 0: every device of every host
+  config.search = search_block()
+  config.log_every = 10
+  config.checkpoint_every = 200
+  return config
