@@ -11,10 +11,8 @@ a heat map of the selector probabilities over time.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import signal
 import time
 from typing import Any, Callable, Protocol
 
@@ -33,6 +31,7 @@ from unas_jax.search import step as step_lib
 from unas_jax.utils import checkpoint as checkpoint_lib
 from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
+from unas_jax.utils.interrupt import StopRequest
 from unas_jax.utils.progress import Progress
 
 PyTree = Any
@@ -78,26 +77,6 @@ class SearchSpace(Protocol):
   def selector_probabilities(self, phi: PyTree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]: ...
 
   def latency_hooks(self, config: ml_collections.ConfigDict, workdir: str, info: data_lib.DatasetInfo) -> LatencyHooks | None: ...
-
-
-@dataclasses.dataclass
-class _StopRequest:
-  """Set by SIGINT/SIGTERM; the loop saves a checkpoint at the next step boundary and exits."""
-  requested: bool = False
-  signal_name: str = ""
-
-  def install(self):
-    def handler(signum, frame):
-      del frame
-      if self.requested:  # a second Ctrl-C: stop now
-        raise KeyboardInterrupt
-      self.requested, self.signal_name = True, signal.Signals(signum).name
-    self._previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    return self
-
-  def restore(self):
-    for s, h in getattr(self, "_previous", {}).items():
-      signal.signal(s, h)
 
 
 def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
@@ -183,7 +162,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
       jnp.zeros((1,), jnp.float32)
   control = latency.control_params() if latency else jnp.zeros(())
 
-  stop = _StopRequest().install()
+  stop = StopRequest().install()
   progress = Progress(total_steps, start_step, f"search {space.name}")
   if is_main:
     print(f"search: {total_steps} steps ({s.epochs} epochs x {steps_per_epoch}, first {warmup_steps} w-only), "

@@ -1,0 +1,277 @@
+r"""Training a found architecture from scratch (DESIGN.md section 7).
+
+SGD with momentum, L2 weight decay added to the gradient (as PyTorch's SGD),
+gradient clipping, linear warm-up then cosine decay, label smoothing,
+auxiliary-head loss ``L = CE(logits) + aux_weight * CE(aux_logits)``, drop-path
+ramped linearly ``p_t = drop_path * t / T`` (DARTS), and optionally an
+exponential moving average of the weights used for evaluation.
+
+The step is data parallel like the search step: ``jax.jit`` over a
+``jax.shard_map`` body with per-device dropout keys and gradients averaged over
+the ``data`` axis.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Callable
+
+from flax import struct
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+import ml_collections
+import numpy as np
+import optax
+
+from unas_jax import data as data_lib
+from unas_jax.errors import ConfigError
+from unas_jax.nn import functional
+from unas_jax.objectives import losses
+from unas_jax.parallel import mesh as mesh_lib
+from unas_jax.parallel.mesh import DATA_AXIS
+from unas_jax.utils import checkpoint as checkpoint_lib
+from unas_jax.utils import metrics as metrics_lib
+from unas_jax.utils import plots
+from unas_jax.utils.interrupt import StopRequest
+from unas_jax.utils.progress import Progress
+
+PyTree = Any
+
+
+@struct.dataclass
+class TrainState:
+  step: jax.Array
+  key: jax.Array      # raw key data
+  w: PyTree
+  stats: PyTree
+  opt: PyTree
+  ema_w: PyTree       # equals w when the EMA is off
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Static settings of the training step."""
+  label_smoothing: float = 0.0
+  aux_weight: float = 0.0
+  drop_path: float = 0.0
+  total_steps: int = 1
+  ema_decay: float = 0.0
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict, global_batch: int, steps_per_epoch: int):
+  """SGD(momentum) with clip, L2 decay, warm-up + cosine; returns ``(tx, schedule, total_steps)``."""
+  t = train_config
+  total_steps = int(t.max_steps) if t.get("max_steps") else int(t.epochs * steps_per_epoch)
+  warmup = min(int(t.warmup_epochs * steps_per_epoch), max(0, total_steps - 1))
+  lr = t.lr * (global_batch / t.lr_reference_batch if t.get("lr_reference_batch") else 1.0)
+  schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1),
+                                                end_value=0.0)
+  tx = optax.chain(optax.clip_by_global_norm(t.grad_clip) if t.grad_clip else optax.identity(),
+                   optax.add_decayed_weights(t.weight_decay), optax.sgd(schedule, momentum=t.momentum,
+                                                                         nesterov=t.get("nesterov", False)))
+  return tx, schedule, total_steps
+
+
+def init_state(seed: int, w, stats, tx) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)), w=w,
+                    stats=stats, opt=tx.init(w), ema_w=jax.tree.map(jnp.copy, w))
+
+
+def _split_output(out):
+  if isinstance(out, tuple):
+    return out[0], out[1]
+  return out, None
+
+
+def make_train_step(model_def: functional.ModelDef, tx, cfg: TrainConfig, mesh, schedule=None):
+  """``step(state, (x, y)) -> (state, metrics)``, data parallel over ``mesh``."""
+  def per_device(state: TrainState, batch):
+    x, y = batch
+    device = jax.lax.axis_index(DATA_AXIS)
+    key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step), device)
+    drop_path = cfg.drop_path * state.step.astype(jnp.float32) / cfg.total_steps
+
+    def loss_fn(w):
+      out, new_stats = functional.apply(model_def, w, state.stats, x, None, train=True, key=key,
+                                        drop_path=drop_path)
+      logits, aux_logits = _split_output(out)
+      loss = jnp.mean(losses.cross_entropy(logits, y, cfg.label_smoothing))
+      if aux_logits is not None and cfg.aux_weight:
+        loss = loss + cfg.aux_weight * jnp.mean(losses.cross_entropy(aux_logits, y, cfg.label_smoothing))
+      return loss, (new_stats, jnp.mean(jnp.argmax(logits, -1) == y))
+
+    (loss, (new_stats, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.w)
+    grads = jax.lax.pmean(grads, DATA_AXIS)
+    new_stats = jax.lax.pmean(new_stats, DATA_AXIS)
+    updates, opt = tx.update(grads, state.opt, state.w)
+    w = optax.apply_updates(state.w, updates)
+    ema_w = w if not cfg.ema_decay else jax.tree.map(
+        lambda e, v: cfg.ema_decay * e + (1.0 - cfg.ema_decay) * v, state.ema_w, w)
+    metrics = jax.lax.pmean({"loss": loss, "acc": acc}, DATA_AXIS)
+    metrics.update(grad_norm=optax.global_norm(grads), drop_path=drop_path)
+    if schedule is not None:
+      metrics["lr"] = schedule(state.step)
+    return state.replace(step=state.step + 1, w=w, stats=new_stats, opt=opt, ema_w=ema_w), metrics
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
+                          check_vma=False)
+  return jax.jit(sharded, donate_argnums=(0,))
+
+
+def make_eval_step(model_def: functional.ModelDef, mesh):
+  """``(w, stats, x, y, mask) -> [correct@1, correct@5, loss sum, count]`` summed over devices."""
+  def per_device(w, stats, x, y, mask):
+    out, _ = functional.apply(model_def, w, stats, x, None, train=False)
+    logits, _ = _split_output(out)
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    correct1 = (top5[:, 0] == y) * mask
+    correct5 = jnp.any(top5 == y[:, None], axis=-1) * mask
+    ce = losses.cross_entropy(logits, y) * mask
+    return jax.lax.psum(jnp.stack([correct1.sum(), correct5.sum(), ce.sum(), mask.sum()]), DATA_AXIS)
+
+  sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
+                          out_specs=P(), check_vma=False)
+  return jax.jit(sharded)
+
+
+def evaluate(eval_step, w, stats, dataset, global_batch: int, mesh, split: str = "test") -> dict[str, float]:
+  totals = np.zeros(4)
+  for x, y, mask in data_lib.eval_batches(dataset, global_batch, split=split, process_index=jax.process_index(),
+                                          process_count=jax.process_count()):
+    x, y, mask = mesh_lib.put_batch((x, y, mask.astype(np.float32)), mesh)
+    totals += np.asarray(eval_step(w, stats, x, y, mask))
+  return {"top1": float(totals[0] / totals[3]), "top5": float(totals[1] / totals[3]),
+          "loss": float(totals[2] / totals[3]), "examples": int(totals[3])}
+
+
+@dataclasses.dataclass
+class NetworkSummary:
+  """What the start-of-training summary prints."""
+  name: str
+  params: int
+  params_without_aux: int
+  macs: int
+  input_shape: tuple[int, ...]
+
+  def format(self) -> str:
+    return (f"{self.name}: {self.params_without_aux / 1e6:.3f}M parameters "
+            f"({self.params / 1e6:.3f}M with the auxiliary head), {self.macs / 1e6:.1f}M multiply-adds "
+            f"at {'x'.join(map(str, self.input_shape))}")
+
+
+def count_params(w: PyTree, exclude: Callable[[tuple], bool] | None = None) -> int:
+  total = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(w):
+    names = tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path)
+    if exclude is None or not exclude(names):
+      total += int(np.prod(leaf.shape))
+  return total
+
+
+def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> dict:
+  """Trains ``network`` (see ``unas_jax.evaluation.networks``) and writes ``results.json``.
+
+  ``network`` provides ``build(info) -> nnx.Module``, ``is_aux(path) -> bool``,
+  ``macs(info) -> int`` and ``name``.
+  """
+  t = config.train
+  is_main = jax.process_index() == 0
+  dataset = data_lib.load(config.data)
+  info = dataset.info
+  module = network.build(info)
+  model_def, _, w, stats = functional.split(module)
+  summary = NetworkSummary(network.name, count_params(w), count_params(w, network.is_aux), network.macs(info),
+                           tuple(info.image_shape))
+  if is_main:
+    print(summary.format(), flush=True)
+    with open(os.path.join(workdir, "network_summary.json"), "w") as f:
+      json.dump(dataclasses.asdict(summary), f, indent=1)
+  if config.get("summary_only", False):
+    return {"summary": dataclasses.asdict(summary)}
+
+  mesh = mesh_lib.make_mesh(config.mesh.num_devices)
+  global_batch = config.batch_size
+  mesh_lib.check_batch(global_batch, mesh)
+  steps_per_epoch = data_lib.steps_per_epoch(dataset, "train", global_batch, jax.process_count())
+  tx, schedule, total_steps = make_optimizer(t, global_batch, steps_per_epoch)
+  cfg = TrainConfig(label_smoothing=t.label_smoothing, aux_weight=t.aux_weight if config.model.auxiliary else 0.0,
+                    drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
+  state = mesh_lib.put_replicated(init_state(config.seed, w, stats, tx), mesh)
+  checkpointer = checkpoint_lib.Checkpointer(workdir)
+  history = metrics_lib.JsonlHistory(os.path.join(workdir, "history.jsonl"))
+  restored = checkpointer.restore(state)
+  if restored is not None:
+    state = restored[0]
+    history.truncate_after(int(state.step))
+    if is_main:
+      print(f"Resuming from step {int(state.step)}", flush=True)
+  start = int(state.step)
+  train_step = make_train_step(model_def, tx, cfg, mesh, schedule)
+  eval_step = make_eval_step(model_def, mesh)
+  batches = data_lib.prefetch(data_lib.train_batches(dataset, global_batch, config.seed, start,
+                                                     process_index=jax.process_index(),
+                                                     process_count=jax.process_count()))
+  writer = metrics_lib.create_writer(workdir)
+  stop = StopRequest().install()
+  progress = Progress(total_steps, start, f"train {network.name}")
+  eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
+  result: dict[str, Any] = {}
+  try:
+    step = start
+    while step < total_steps:
+      state, metrics = train_step(state, mesh_lib.put_batch(next(batches), mesh))
+      step += 1
+      if step % config.log_every == 0 or step == total_steps:
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        writer.write_scalars(step, metrics)
+        history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
+        progress.update(step, config.log_every * global_batch, loss=metrics["loss"], acc=metrics["acc"])
+      else:
+        progress.update(step, global_batch)
+      if step % eval_every == 0 or step == total_steps:
+        weights = state.ema_w if cfg.ema_decay else state.w
+        result = evaluate(eval_step, weights, state.stats, dataset, global_batch, mesh)
+        writer.write_scalars(step, {f"test/{k}": v for k, v in result.items()})
+        history.append({"step": step, "epoch": step / steps_per_epoch, "phase": "test", **result})
+        progress.write(f"epoch {step / steps_per_epoch:.1f}: test top-1 {result['top1']:.4f} "
+                       f"top-5 {result['top5']:.4f}")
+      if step % config.checkpoint_every == 0 or step == total_steps or stop.requested:
+        checkpointer.save(step, state, {"step": step}, force=True)
+      if stop.requested:
+        checkpointer.wait()
+        progress.write(f"Stopped by {stop.signal_name} at step {step}; checkpoint saved. Rerun to resume.")
+        return {"stopped_at": step}
+  finally:
+    progress.close()
+    stop.restore()
+    writer.flush()
+    checkpointer.wait()
+  if not result:  # resumed after the last step: evaluate once more
+    result = evaluate(eval_step, state.ema_w if cfg.ema_decay else state.w, state.stats, dataset, global_batch, mesh)
+  out = {"network": dataclasses.asdict(summary), "test": result, "steps": total_steps,
+         "dataset": info.name, "ema": bool(cfg.ema_decay)}
+  if is_main:
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      json.dump(out, f, indent=1)
+    records = history.read()
+    plots.curves([r for r in records if r.get("phase") != "test"], ["loss", "acc", "lr", "drop_path"],
+                 os.path.join(workdir, "train_curves.png"), f"training {network.name}", x_key="epoch")
+    plots.curves([r for r in records if r.get("phase") == "test"], ["top1", "top5", "loss"],
+                 os.path.join(workdir, "test_curves.png"), f"test, {network.name}", x_key="epoch")
+    print(f"Test top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f} on {result['examples']} examples; "
+          f"results in {os.path.join(workdir, 'results.json')}", flush=True)
+  checkpointer.close()
+  return out
+
+
+def check_train_config(config: ml_collections.ConfigDict) -> None:
+  t = config.train
+  if t.epochs <= 0 and not t.get("max_steps"):
+    raise ConfigError("train.epochs must be positive")
+  if not 0.0 <= t.drop_path < 1.0:
+    raise ConfigError(f"train.drop_path={t.drop_path} must lie in [0, 1)")
+  if not 0.0 <= t.ema_decay < 1.0:
+    raise ConfigError(f"train.ema_decay={t.ema_decay} must lie in [0, 1)")
