@@ -82,6 +82,17 @@ def test_default_config_holds_every_key():
   assert data.resolve(config).train_portion == 0.5
 
 
+def test_in_memory_sources_import_neither_tensorflow_nor_jax(tmp_path):
+  """Digits/.npz start fast and touch no device before jax.distributed.initialize()."""
+  code = ("import sys; from unas_jax import data; d = data.load('digits'); "
+          "next(data.search_batches(d, 4, 0)); "
+          "print(sorted(m for m in ('tensorflow', 'jax', 'tensorflow_datasets') if m in sys.modules))")
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- digits
 
 
@@ -326,6 +337,11 @@ def test_imagenet_streams_resumes_and_shards(tfds_dir):
   np.testing.assert_allclose(sharded, single, atol=1e-6)
   (xt, _), (xv, _) = next(data.search_batches(ds, 2, seed=0))
   assert xt.shape == xv.shape == (2, 24, 24, 3)
+  # Training streams of 2 processes: half batches from disjoint halves of train.
+  assert data.imagenet.local_range(ds, "train", 0, 2) == ("train", 0, 15)
+  assert data.imagenet.local_range(ds, "train", 1, 2) == ("train", 15, 30)
+  x, y = next(data.train_batches(ds, 4, seed=3, process_index=1, process_count=2))
+  assert x.shape == (2, 24, 24, 3) and y.shape == (2,)
 
 
 # --------------------------------------------------------------------------- batches
