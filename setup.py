@@ -11,6 +11,9 @@ INSTALL_REQUIRES = [
     "ml-collections>=1.0",
     "clu>=0.0.12",
     "tensorflow-datasets>=4.9",
+    # tfds 4.9 needs it to prepare datasets but declares it only for Python < 3.9
+    # (tensorflow/datasets#11212).
+    "importlib_resources>=6.0",
     # tfds pipelines and clu's TensorBoard writer need TensorFlow; the CPU build
     # is enough (JAX owns the accelerator), as in big_vision.
     "tensorflow-cpu>=2.16; platform_system=='Linux' and platform_machine=='x86_64'",
