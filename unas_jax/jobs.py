@@ -15,6 +15,7 @@ from unas_jax.errors import ConfigError
 # job name -> "module:function"; each function takes (config, workdir).
 JOBS = {
     "estimator_benchmark": "unas_jax.estimators.report:run",
+    "darts_search": "unas_jax.search.darts:run",
 }
 
 

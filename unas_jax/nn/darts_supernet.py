@@ -73,8 +73,8 @@ def _batched_bn(bns: Sequence[ops.BatchNorm], y: jax.Array, *, train: bool) -> j
   if train:
     c = bn0.num_features
     for e, b in enumerate(bns):
-      b.mean[...] = new_mean[e * c:(e + 1) * c]
-      b.var[...] = new_var[e * c:(e + 1) * c]
+      b.mean.value = new_mean[e * c:(e + 1) * c]
+      b.var.value = new_var[e * c:(e + 1) * c]
   return y
 
 

@@ -222,8 +222,8 @@ class BatchNorm(nnx.Module):
                                       momentum=self.momentum, epsilon=self.epsilon,
                                       axis_name=self.axis_name)
     if train:
-      self.mean[...] = new_mean
-      self.var[...] = new_var
+      self.mean.value = new_mean
+      self.var.value = new_var
     return y
 
 

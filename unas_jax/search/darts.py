@@ -1,0 +1,85 @@
+"""The DARTS cell space as the search loop sees it (job ``darts_search``)."""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from unas_jax import estimators as est
+from unas_jax.errors import ConfigError
+from unas_jax.nn.darts_supernet import DartsSupernet
+from unas_jax.search import loop
+from unas_jax.spaces import darts
+
+PyTree = Any
+
+
+class DartsSearchSpace:
+  """Builds the supernet from ``config.model`` and turns phi into a genotype and pictures."""
+  name = "darts"
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    m = config.model
+    self.space = darts.DartsSpace(op_names=darts.op_set(m.ops), num_nodes=m.nodes)
+    self.eps = config.search.eps
+    self.arch_penalty_fn = darts.pairing_penalty
+    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator,
+                 "objective": config.search.objective, "seed": config.seed}
+
+  def build_supernet(self, config, info, bn_axis_name):
+    m = config.model
+    if bn_axis_name is not None:
+      raise ConfigError("search.bn='sync' is not available for the DARTS supernet yet; use search.bn='local'")
+    if info.image_shape[0] < 8:
+      raise ConfigError(f"images of {info.image_shape[0]}x{info.image_shape[1]} are too small for two reduction "
+                        "cells; set data.image_size >= 8")
+    return DartsSupernet(self.space, num_classes=info.num_classes, channels=m.channels, num_cells=m.cells,
+                         in_channels=info.image_shape[-1], stem_multiplier=m.stem_multiplier, stem=m.stem,
+                         depthwise_impl=m.depthwise_impl, phi_init_scale=config.search.phi_init_scale,
+                         rngs=nnx.Rngs(params=config.seed))
+
+  def phi_from_state(self, phi_state: PyTree) -> PyTree:
+    return {t: dict(phi_state[t]) for t in darts.CELL_TYPES}
+
+  def genotype(self, phi: PyTree) -> darts.Genotype:
+    return darts.genotype_from_phi(est.soften(phi, self.eps), self.space, self.meta)
+
+  def write_genotype(self, genotype: darts.Genotype, out_dir: str) -> list[str]:
+    paths = [os.path.join(out_dir, "genotype.json")]
+    genotype.save(paths[0])
+    for which in darts.CELL_TYPES:
+      path = os.path.join(out_dir, f"{which}_cell.png")
+      darts.plot_cell(genotype, which, path)
+      paths.append(path)
+    return paths
+
+  def selector_probabilities(self, phi: PyTree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    probs, names = {}, {}
+    for t in darts.CELL_TYPES:
+      p = {k: np.asarray(v) for k, v in est.probabilities(est.soften(phi[t], self.eps)).items()}
+      probs[f"{t} ops"] = p["ops"].reshape(-1, self.space.num_ops)
+      names[f"{t} ops"] = list(self.space.op_names)
+      k_max = self.space.num_inputs(self.space.num_nodes - 1)
+      rows = []
+      for j in range(self.space.num_nodes):
+        padded = np.zeros((2, k_max))
+        padded[:, :p[f"inputs_{j}"].shape[-1]] = p[f"inputs_{j}"]
+        rows.append(padded)
+      probs[f"{t} inputs"] = np.concatenate(rows, 0)
+      names[f"{t} inputs"] = [darts._state_label(i) for i in range(k_max)]
+    return probs, names
+
+  def latency_hooks(self, config, workdir, info):
+    return None
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The ``darts_search`` job."""
+  return loop.run_search(config, workdir, DartsSearchSpace(config))
+
+
+__all__ = ["DartsSearchSpace", "run", "jax"]
