@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from unas_jax import config as config_lib
@@ -59,6 +59,9 @@ def main(argv: list[str]) -> None:
   if _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/darts_cifar10.py:quick")
   config = _CONFIG.value
+  if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
+    # Library INFO logs (orbax, XLA backends) drown the progress bar; --verbosity=0 restores them.
+    logging.set_verbosity(logging.WARNING)
   from unas_jax import jobs  # Heavy imports only after the flags are good.
   from unas_jax.parallel import distributed
   try:
