@@ -232,12 +232,19 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
 
     def loss_fn(arch):
       """Per-sample accuracy objective ``[S]`` (+ pairing penalty) for one-hot or relaxed arch."""
-      logits_t, _ = model.apply(state.w, state.stats, x_t, arch, train=True, key=key_t)
+      if needs_val:
+        # One vmapped forward over the stacked (train, val) batches instead of two calls:
+        # the same math (BatchNorm statistics stay per batch) with half the graph to
+        # compile, which dominates start-up on CPU.
+        logits_tv = jax.vmap(lambda x, k: model.apply(state.w, state.stats, x, arch, train=True, key=k)[0])(
+            jnp.stack([x_t, x_v]), jnp.stack([key_t, key_v]))
+        logits_t, logits_v = logits_tv[0], logits_tv[1]
+      else:
+        logits_t, _ = model.apply(state.w, state.stats, x_t, arch, train=True, key=key_t)
       l_t = losses.cross_entropy(logits_t, y_t)
       aux = {"l_train": jnp.mean(l_t), "acc_train": _accuracy(logits_t, y_t)}
       l_v = l_t
       if needs_val:
-        logits_v, _ = model.apply(state.w, state.stats, x_v, arch, train=True, key=key_v)
         l_v = losses.cross_entropy(logits_v, y_v)
         aux.update(l_val=jnp.mean(l_v), acc_val=_accuracy(logits_v, y_v))
       value = losses.per_sample(losses.search_objective(l_t, l_v, cfg.objective, cfg.gen_lambda), s_local)
