@@ -27,5 +27,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | None) -> None:
     workdir = os.path.join(tempfile.gettempdir(), "unas_jax", config.get("name", job))
     print(f"--workdir not given; writing to {workdir}")
   os.makedirs(workdir, exist_ok=True)
+  from unas_jax.utils import compilation_cache
+  compilation_cache.enable(config.get("compilation_cache_dir"))
   module_name, function_name = JOBS[job].split(":")
   getattr(importlib.import_module(module_name), function_name)(config, workdir)

@@ -46,6 +46,13 @@ class Checkpointer:
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"], step
 
+  def read(self, step: int | None = None) -> tuple[Any, dict]:
+    """``(state, meta)`` as saved, numpy arrays without a template (for inspection and tests)."""
+    step = self.latest_step() if step is None else step
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    return restored["state"], restored["meta"]
+
   def reached_preemption(self, step: int) -> bool:
     """True when the job is being preempted (all processes agree)."""
     return self._manager.reached_preemption(step)
