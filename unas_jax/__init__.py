@@ -14,4 +14,10 @@ Folders, one per concern:
   utils/       checkpoints, metric writers, progress, plots.
 """
 
+import os as _os
+
+# TensorFlow (behind tfds and clu's TensorBoard writer) logs at INFO by default;
+# keep the console for our progress and errors. Set the variable to override.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ a heat map of the selector probabilities over time.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -108,10 +109,27 @@ def _host(tree):
   return jax.tree.map(np.asarray, jax.device_get(tree))
 
 
-def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> dict:
-  """Runs (or resumes) a search; returns a summary dict (also written to ``summary.json``)."""
+@dataclasses.dataclass
+class SearchSetup:
+  """Everything built before the first step (shared by the loop and the benchmarks)."""
+  config: ml_collections.ConfigDict
+  dataset: Any
+  mesh: Any
+  cfg: step_lib.StepConfig
+  model: step_lib.SearchModel
+  latency: LatencyHooks | None
+  state: step_lib.SearchState
+  search_step: Callable
+  warmup_step: Callable
+  eval_step: Callable
+  steps_per_epoch: int
+  total_steps: int
+  warmup_steps: int
+
+
+def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> SearchSetup:
+  """Validates the config, loads the data, builds the supernet, optimisers, state and jitted steps."""
   validate(config)
-  is_main = jax.process_index() == 0
   dataset = data_lib.load(config.data)
   info = dataset.info
   mesh = mesh_lib.make_mesh(config.mesh.num_devices)
@@ -136,6 +154,41 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
   tx_w, tx_phi, w_schedule, phi_schedule = step_lib.make_optimizers(s, global_batch, total_steps)
   state = step_lib.init_state(config.seed, phi, w, stats, tx_w, tx_phi, cfg, eta=s.eta)
   state = mesh_lib.put_replicated(state, mesh)
+  return SearchSetup(
+      config=config, dataset=dataset, mesh=mesh, cfg=cfg, model=search_model, latency=latency, state=state,
+      search_step=step_lib.make_search_step(search_model, tx_w, tx_phi, cfg, mesh, global_batch, w_schedule,
+                                            phi_schedule),
+      warmup_step=step_lib.make_warmup_step(search_model, tx_w, cfg, mesh, global_batch, w_schedule),
+      eval_step=step_lib.make_eval_step(search_model, mesh),
+      steps_per_epoch=steps_per_epoch, total_steps=total_steps, warmup_steps=warmup_steps)
+
+
+def latency_inputs(setup: SearchSetup, state, control):
+  """Phase one of the latency term: measures this step's architectures on the host.
+
+  Returns ``(latency_ms, control)`` ready for the step (zeros without a latency term).
+  """
+  cfg, mesh, latency = setup.cfg, setup.mesh, setup.latency
+  n = step_lib.num_global_samples(cfg, setup.config.batch_size, mesh.devices.size)
+  if latency is None or cfg.latency_estimator is None:
+    values = np.zeros(n, np.float32)
+  else:
+    z = _host(step_lib.global_architectures(cfg, state.key, state.step, state.phi, setup.config.batch_size,
+                                            mesh.devices.size))
+    values = np.asarray(latency.measure(z), np.float32)
+    control = latency.control_params()
+  placed = jnp.asarray(values) if cfg.sampling == "shared" else mesh_lib.put_batch(values, mesh)
+  return placed, control
+
+
+def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> dict:
+  """Runs (or resumes) a search; returns a summary dict (also written to ``summary.json``)."""
+  is_main = jax.process_index() == 0
+  setup = setup_search(config, workdir, space)
+  dataset, mesh, cfg, latency, state = setup.dataset, setup.mesh, setup.cfg, setup.latency, setup.state
+  s = config.search
+  global_batch = config.batch_size
+  steps_per_epoch, total_steps, warmup_steps = setup.steps_per_epoch, setup.total_steps, setup.warmup_steps
 
   checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=2)
   history = metrics_lib.JsonlHistory(os.path.join(workdir, "history.jsonl"))
@@ -149,17 +202,12 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
       print(f"Resuming from step {int(state.step)} (checkpoint in {checkpointer.directory})", flush=True)
   start_step = int(state.step)
 
-  search_step = step_lib.make_search_step(search_model, tx_w, tx_phi, cfg, mesh, global_batch, w_schedule, phi_schedule)
-  warmup_step = step_lib.make_warmup_step(search_model, tx_w, cfg, mesh, global_batch, w_schedule)
-  eval_step = step_lib.make_eval_step(search_model, mesh)
+  search_step, warmup_step, eval_step = setup.search_step, setup.warmup_step, setup.eval_step
   batches = data_lib.prefetch(data_lib.search_batches(
       dataset, global_batch, config.seed, start_step, process_index=jax.process_index(),
       process_count=jax.process_count()))
   writer = metrics_lib.create_writer(workdir)
   outputs = plots.ensure_dir(os.path.join(workdir, "genotype"))
-  num_samples = step_lib.num_global_samples(cfg, global_batch, mesh.devices.size)
-  no_latency = mesh_lib.put_batch(np.zeros(num_samples, np.float32), mesh) if cfg.sampling != "shared" else \
-      jnp.zeros((1,), jnp.float32)
   control = latency.control_params() if latency else jnp.zeros(())
 
   stop = StopRequest().install()
@@ -181,13 +229,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
         kind = "warmup"
       else:
         batch_val = mesh_lib.put_batch((x_v, y_v), mesh)
-        latency_ms = no_latency
-        if latency is not None and cfg.latency_estimator is not None:
-          z = _host(step_lib.global_architectures(cfg, state.key, state.step, state.phi, global_batch,
-                                                  mesh.devices.size))
-          measured = np.asarray(latency.measure(z), np.float32)
-          latency_ms = jnp.asarray(measured) if cfg.sampling == "shared" else mesh_lib.put_batch(measured, mesh)
-          control = latency.control_params()
+        latency_ms, control = latency_inputs(setup, state, control)
         state, metrics = search_step(state, batch_train, batch_val, latency_ms, control)
         kind = "search"
       if kind not in compile_seconds:

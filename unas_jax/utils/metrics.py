@@ -5,11 +5,11 @@ import json
 import os
 
 import jax
-from clu import metric_writers
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
+def create_writer(workdir: str):
   """clu's default writer: TensorBoard event files under ``workdir/tensorboard`` (process 0)."""
+  from clu import metric_writers  # imports TensorFlow: only when a job writes metrics
   return metric_writers.create_default_writer(
       os.path.join(workdir, "tensorboard"), just_logging=jax.process_index() > 0)
 

@@ -1,0 +1,123 @@
+"""Speed of the architecture-search step: images/s, median step time, compile time, peak memory.
+
+    python experiments/benchmark_search.py --config=configs/darts_cifar10.py:quick \
+        --config.model.cells=5 --config.model.channels=8 --config.batch_size=32 \
+        --config.data.image_size=32 --config.model.ops=unas7 --steps=10
+
+Any config override works as on the main command line. Besides the whole step
+it times its parts (discrete forwards, REBAR's relaxed forward+backward for phi,
+the w update's forward+backward) to show what dominates. Prints one table;
+quote medians and name the machine.
+"""
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from unas_jax import data as data_lib
+from unas_jax import estimators as est
+from unas_jax.objectives import losses
+from unas_jax.parallel import mesh as mesh_lib
+from unas_jax.search import loop
+from unas_jax.search.darts import DartsSearchSpace
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/darts_cifar10.py:quick", "search config")
+_STEPS = flags.DEFINE_integer("steps", 10, "timed steps (after one compile step)")
+_PARTS = flags.DEFINE_bool("parts", True, "also time the step's parts")
+_JSON = flags.DEFINE_string("json", None, "also write the figures to this JSON file")
+
+
+def _median_time(fn, *args, repeats):
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t)
+  return float(np.median(times)), times
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  config.search.init_epochs = 0
+  space = DartsSearchSpace(config)
+  with tempfile.TemporaryDirectory() as workdir:
+    setup = loop.setup_search(config, workdir, space)
+  cfg, mesh, batch = setup.cfg, setup.mesh, config.batch_size
+  batches = data_lib.search_batches(setup.dataset, batch, config.seed)
+  (x_t, y_t), (x_v, y_v) = next(batches)
+  bt, bv = mesh_lib.put_batch((x_t, y_t), mesh), mesh_lib.put_batch((x_v, y_v), mesh)
+  state, control = setup.state, jnp.zeros(())
+
+  t = time.perf_counter()
+  latency_ms, control = loop.latency_inputs(setup, state, control)
+  state, metrics = setup.search_step(state, bt, bv, latency_ms, control)
+  jax.block_until_ready(state)
+  compile_s = time.perf_counter() - t
+  step_times = []
+  for _ in range(_STEPS.value):
+    t = time.perf_counter()
+    latency_ms, control = loop.latency_inputs(setup, state, control)
+    state, metrics = setup.search_step(state, bt, bv, latency_ms, control)
+    jax.block_until_ready(state)
+    step_times.append(time.perf_counter() - t)
+  step_s = float(np.median(step_times))
+  rows = {"config": f"{config.model.cells} cells, {config.model.channels} ch, batch {batch}, "
+                    f"{x_t.shape[1]}x{x_t.shape[2]}, ops {config.model.ops}, {cfg.estimator} + L_{cfg.objective}, "
+                    f"{cfg.sampling}",
+          "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
+          "compile_s": compile_s, "step_median_s": step_s, "step_times_s": step_times,
+          "images_per_s": batch / step_s}
+
+  if _PARTS.value:
+    model, w, stats = setup.model, state.w, state.stats
+    logits = est.soften(state.phi, cfg.eps)
+    keys = est.per_sample_keys(jax.random.key(0), jnp.arange(batch))
+    sample = est.sample(keys, logits, tau=cfg.tau, sample_shape=(batch,))
+    xs, ys = jnp.stack([jnp.asarray(x_t), jnp.asarray(x_v)]), jnp.stack([jnp.asarray(y_t), jnp.asarray(y_v)])
+
+    def pair_loss(w, arch):
+      out = jax.vmap(lambda x: model.apply(w, stats, x, arch, train=True)[0])(xs)
+      return jnp.sum(losses.cross_entropy(out.reshape(-1, out.shape[-1]), ys.reshape(-1)))
+
+    parts = {
+        "discrete forward (train+val)": jax.jit(pair_loss),
+        "relaxed fwd+bwd to arch (train+val)": jax.jit(jax.grad(pair_loss, argnums=1)),
+        "w update fwd+bwd (train)": jax.jit(jax.grad(
+            lambda w, arch: jnp.sum(losses.cross_entropy(model.apply(w, stats, xs[0], arch, train=True)[0], ys[0])))),
+    }
+    part_rows = {}
+    for name, fn in parts.items():
+      arch = sample.z if name.startswith("discrete") else sample.zeta
+      t = time.perf_counter()
+      jax.block_until_ready(fn(w, arch))
+      c = time.perf_counter() - t
+      m, _ = _median_time(fn, w, arch, repeats=max(3, _STEPS.value // 2))
+      part_rows[name] = {"median_s": m, "compile_s": c}
+    rows["parts"] = part_rows
+  rows["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+  print(f"search step benchmark: {rows['config']} on {rows['devices']}")
+  print(f"  compile (first step)     {rows['compile_s']:8.1f} s")
+  print(f"  step (median of {len(step_times)})      {rows['step_median_s']:8.3f} s   "
+        f"[min {min(step_times):.3f}, max {max(step_times):.3f}]")
+  print(f"  throughput               {rows['images_per_s']:8.1f} images/s")
+  for name, p in rows.get("parts", {}).items():
+    print(f"  part: {name:38s} {p['median_s']:7.3f} s (compile {p['compile_s']:.1f} s)")
+  print(f"  peak host memory (RSS)   {rows['peak_rss_gib']:8.2f} GiB")
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+  sys.argv = [a for a in sys.argv]
+  app.run(main)
