@@ -78,10 +78,60 @@ def relu6(x: jax.Array) -> jax.Array:
   return jnp.clip(x, 0.0, 6.0)
 
 
-def batch_norm(num_features: int, *, affine: bool, dtype, rngs: nnx.Rngs) -> nnx.BatchNorm:
+class BatchNorm(nnx.Module):
+  r"""BatchNorm over ``N, H, W`` with PyTorch's semantics (ProxylessNAS's ``nn.BatchNorm2d``).
+
+  Training: ``y = (x - mu_B) / sqrt(var_B + eps) * scale + bias`` with the biased batch
+  variance; running averages ``m <- momentum * m + (1 - momentum) * mu_B`` and
+  ``v <- momentum * v + (1 - momentum) * var_B * n / (n - 1)`` (PyTorch updates with the
+  unbiased variance). Eval: the running averages. Variables are named as
+  ``nnx.BatchNorm``'s (``scale``, ``bias``: ``nnx.Param``; ``mean``, ``var``: ``nnx.BatchStat``).
+
+  Why not ``nnx.BatchNorm``: its in-place statistics update (``var[...] = new``) asks the
+  traced value for ``.sharding``, and jax (0.10) answers that with an error message whose
+  construction walks the whole trace; with the supernet's 380 BatchNorms, tracing a
+  training forward took 28 s instead of ~1 s. ``set_value`` replaces the value without
+  that probe.
+  """
+
+  def __init__(self, num_features: int, *, affine: bool = True, momentum: float = BN_MOMENTUM,
+               epsilon: float = BN_EPS, dtype=None):
+    self.num_features = num_features
+    self.momentum = momentum
+    self.epsilon = epsilon
+    self.dtype = dtype
+    host = lambda v: jax.device_put(np.full((num_features,), v, np.float32))  # noqa: E731 (no per-shape compile)
+    self.scale = nnx.Param(host(1.0)) if affine else None
+    self.bias = nnx.Param(host(0.0)) if affine else None
+    self.mean = nnx.BatchStat(host(0.0))
+    self.var = nnx.BatchStat(host(1.0))
+
+  def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
+    dtype = self.dtype or x.dtype
+    if use_running_average:
+      mean, var = self.mean.get_value(), self.var.get_value()
+    else:
+      xf = x.astype(jnp.float32)
+      mean = jnp.mean(xf, axis=(0, 1, 2))
+      var = jnp.maximum(jnp.mean(jnp.square(xf), axis=(0, 1, 2)) - jnp.square(mean), 0.0)
+      n = x.shape[0] * x.shape[1] * x.shape[2]
+      unbiased = var * (n / max(n - 1, 1))
+      m = self.momentum
+      self.mean.set_value(m * self.mean.get_value() + (1.0 - m) * jax.lax.stop_gradient(mean))
+      self.var.set_value(m * self.var.get_value() + (1.0 - m) * jax.lax.stop_gradient(unbiased))
+    mul = jax.lax.rsqrt(var + self.epsilon)
+    if self.scale is not None:
+      mul = mul * self.scale.get_value()
+    shift = -mean * mul
+    if self.bias is not None:
+      shift = shift + self.bias.get_value()
+    return (x * mul.astype(dtype) + shift.astype(dtype)).astype(dtype)
+
+
+def batch_norm(num_features: int, *, affine: bool, dtype, rngs: nnx.Rngs | None = None) -> BatchNorm:
   """ProxylessNAS BatchNorm (eps 1e-3, momentum 0.1); ``affine=False`` drops scale and bias."""
-  return nnx.BatchNorm(num_features, momentum=BN_MOMENTUM, epsilon=BN_EPS, use_scale=affine,
-                       use_bias=affine, dtype=dtype, rngs=rngs)
+  del rngs  # no random initialisation
+  return BatchNorm(num_features, affine=affine, dtype=dtype)
 
 
 def conv(c_in: int, c_out: int, kernel_size: int, stride: int = 1, *, dtype, rngs: nnx.Rngs) -> nnx.Conv:
