@@ -426,7 +426,14 @@ class LatencyProbe:
       return m
     with self._lock:
       fut = self._pending.get(k)
-    compiled = fut.result(timeout) if fut is not None else self._build(g)
+    try:
+      compiled = fut.result(timeout) if fut is not None else self._build(g)
+    except concurrent.futures.TimeoutError:
+      raise
+    except Exception:
+      with self._lock:  # a failed compile is not retried from the queue, but on the next call
+        self._pending.pop(k, None)
+      raise
     times = self._time(compiled, self.config.num_runs, self.config.num_warmup)
     m = self._record(g, times, compiled.compile_s)
     with self._lock:
