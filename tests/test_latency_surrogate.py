@@ -99,6 +99,7 @@ def _relax_gradient_samples(phi, truth, control, n, seed):
   return [np.asarray(sp.flatten_arch(run(keys, wrong)), np.float64) for wrong in (False, True)]
 
 
+@pytest.mark.slow  # ~15 s on a quiet 2-core CPU (compile), ~60 s under load
 def test_relax_latency_gradient_is_unbiased():
   """RELAX with a table latency as L_n and a fitted (imperfect) linear surrogate as control is
   unbiased; the exact gradient is analytic because the latency is additive:
