@@ -25,7 +25,9 @@ read the same state together. The ``E`` edges leaving a state are ``E`` blocks
 of channels side by side (``[N, H, W, E*C]``), their depthwise kernels
 concatenated, their pointwise kernels one block-diagonal matrix, their
 BatchNorms one BatchNorm over ``E*C`` channels; parameter-free ops (identity,
-pools) are computed once per state instead of once per edge. States 0 and 1
+pools) are computed once per state instead of once per edge. Within a group
+all sep/dil convs run in two stages (:func:`_conv_stages`), so a group is a
+handful of large XLA kernels. States 0 and 1
 are available at once, so a cell runs 4 such groups instead of 14 edges. The
 parameters stay one module per edge and op (the reference's layout), so the
 same modules evaluate a discrete cell directly (:meth:`SearchCell.discrete`).
@@ -39,6 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from unas_jax.errors import ConfigError
+from unas_jax.nn import fast_grad
 from unas_jax.nn import ops
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import darts
@@ -72,30 +75,59 @@ def _batched_bn(bns: Sequence[ops.BatchNorm], y: jax.Array, *, train: bool) -> j
                                         epsilon=bn0.epsilon, axis_name=bn0.axis_name)
   if train:
     c = bn0.num_features
-    for e, b in enumerate(bns):
-      b.mean.value = new_mean[e * c:(e + 1) * c]
-      b.var.value = new_var[e * c:(e + 1) * c]
+    # .value, not [...] =: indexed assignment makes flax probe the tracer's sharding,
+    # which builds an error message walking the whole trace (quadratic tracing time).
+    if len(bns) == 1:
+      bns[0].mean.value, bns[0].var.value = new_mean, new_var
+    else:
+      for b, m, v in zip(bns, jax.lax.split(new_mean, [c] * len(bns)), jax.lax.split(new_var, [c] * len(bns))):
+        b.mean.value, b.var.value = m, v
   return y
 
 
-def _batched_sep_conv(mods: Sequence[ops.SepConv], x: jax.Array, *, train: bool) -> jax.Array:
-  m = mods[0]
-  y = ops.depthwise_conv(jax.nn.relu(x), _concat_kernels([o.dw1.kernel[...] for o in mods]),
-                         stride=m.dw1.stride, dilation=m.dw1.dilation, padding=m.dw1.padding, impl=m.dw1.impl)
-  y = ops.pointwise_conv(y, _stack_pointwise([o.pw1.kernel[...] for o in mods]))
-  y = _batched_bn([o.bn1 for o in mods], y, train=train)
-  y = ops.depthwise_conv(jax.nn.relu(y), _concat_kernels([o.dw2.kernel[...] for o in mods]),
-                         stride=1, dilation=m.dw2.dilation, padding=m.dw2.padding, impl=m.dw2.impl)
-  y = ops.pointwise_conv(y, _stack_pointwise([o.pw2.kernel[...] for o in mods]))
-  return _batched_bn([o.bn2 for o in mods], y, train=train)
+def _conv_stages(sep_mods: Sequence[Sequence[ops.SepConv]], dil_mods: Sequence[Sequence[ops.DilConv]],
+                 x: jax.Array, *, train: bool) -> jax.Array:
+  """All separable and dilated convs of a group of edges, in two stages.
 
+  ``sep_mods[o][e]``: the module of sep op ``o`` on edge ``e`` (likewise
+  ``dil_mods``); ``x``: the edges' inputs side by side, ``[N, H, W, E*C]``.
 
-def _batched_dil_conv(mods: Sequence[ops.DilConv], x: jax.Array, *, train: bool) -> jax.Array:
-  m = mods[0]
-  y = ops.depthwise_conv(jax.nn.relu(x), _concat_kernels([o.dw.kernel[...] for o in mods]),
-                         stride=m.dw.stride, dilation=m.dw.dilation, padding=m.dw.padding, impl=m.dw.impl)
-  y = ops.pointwise_conv(y, _stack_pointwise([o.pw.kernel[...] for o in mods]))
-  return _batched_bn([o.bn for o in mods], y, train=train)
+  Stage 1 (every op reads ``relu(x)``): the first depthwise conv of each sep op
+  and the depthwise conv of each dil op in one call, then one block-diagonal
+  1x1 conv and one BatchNorm over all ``(op, edge)`` blocks. Stage 2 (sep ops
+  only): the second depthwise convs, 1x1 convs and BatchNorms, batched the same
+  way. The same arithmetic as the ops' own ``__call__``, in a few large XLA
+  kernels instead of many small ones (XLA:CPU compile time grows with their
+  number).
+
+  Returns:
+    ``[N, H', W', (n_sep + n_dil) * E * C]``: sep ops, then dil ops, each
+    ``E`` blocks of ``C`` channels.
+  """
+  first = [[m.dw1 for m in ms] for ms in sep_mods] + [[m.dw for m in ms] for ms in dil_mods]
+  pw1 = [[m.pw1 for m in ms] for ms in sep_mods] + [[m.pw for m in ms] for ms in dil_mods]
+  bn1 = [[m.bn1 for m in ms] for ms in sep_mods] + [[m.bn for m in ms] for ms in dil_mods]
+  flat = lambda nested: [m for ms in nested for m in ms]
+  impl = first[0][0].impl
+  y = fast_grad.depthwise_conv_multi(
+      jax.nn.relu(x), [_concat_kernels([d.kernel[...] for d in ds]) for ds in first],
+      [(ds[0].stride, ds[0].dilation, ds[0].padding) for ds in first], shared_input=True, impl=impl)
+  y = ops.pointwise_conv(y, _stack_pointwise([p.kernel[...] for p in flat(pw1)]))
+  y = _batched_bn(flat(bn1), y, train=train)
+  if not sep_mods:
+    return y
+  n_sep_ch = len(sep_mods) * x.shape[-1]
+  if dil_mods:
+    y_sep, y_dil = jax.lax.split(y, [n_sep_ch, y.shape[-1] - n_sep_ch], axis=-1)
+  else:
+    y_sep, y_dil = y, None
+  second = [[m.dw2 for m in ms] for ms in sep_mods]
+  z = fast_grad.depthwise_conv_multi(
+      jax.nn.relu(y_sep), [_concat_kernels([d.kernel[...] for d in ds]) for ds in second],
+      [(1, ds[0].dilation, ds[0].padding) for ds in second], shared_input=False, impl=impl)
+  z = ops.pointwise_conv(z, _stack_pointwise([m.pw2.kernel[...] for m in flat(sep_mods)]))
+  z = _batched_bn([m.bn2 for m in flat(sep_mods)], z, train=train)
+  return z if y_dil is None else jnp.concatenate([z, y_dil], axis=-1)
 
 
 def _batched_factorized_reduce(mods: Sequence[ops.FactorizedReduce], x: jax.Array, *,
@@ -106,10 +138,6 @@ def _batched_factorized_reduce(mods: Sequence[ops.FactorizedReduce], x: jax.Arra
   y = ops.factorized_reduce(x, _stack_pointwise([o.conv_1.kernel[...] for o in mods]),
                             _stack_pointwise([o.conv_2.kernel[...] for o in mods]))
   return _batched_bn([o.bn for o in mods], y, train=train)
-
-
-_BATCHED = {ops.SepConv: _batched_sep_conv, ops.DilConv: _batched_dil_conv,
-            ops.FactorizedReduce: _batched_factorized_reduce}
 
 
 class MixedEdge(nnx.Module):
@@ -199,24 +227,41 @@ class SearchCell(nnx.Module):
     c = self.channels
     edges = [(i, j) for i in group for j in range(max(0, i - 1), n)]
     x = jnp.concatenate([states[i] for i, _ in edges], axis=-1) if len(edges) > 1 else states[edges[0][0]]
-    mixed = 0.0  # sum_k W * op_k over per-edge ops, [N, H', W', E*C]
-    for k, name in enumerate(self.space.op_names):
-      mods = [self.edges[j][i].ops[name] for i, j in edges]
-      if name == "none":
+    mods = {name: [self.edges[j][i].ops[name] for i, j in edges] for name in self.space.op_names}
+    seps = [k for k, name in enumerate(self.space.op_names) if isinstance(mods[name][0], ops.SepConv)]
+    dils = [k for k, name in enumerate(self.space.op_names) if isinstance(mods[name][0], ops.DilConv)]
+    reds = [k for k, name in enumerate(self.space.op_names) if isinstance(mods[name][0], ops.FactorizedReduce)]
+    name_of = self.space.op_names
+    outputs, order = [], []
+    if seps or dils:
+      outputs.append(_conv_stages([mods[name_of[k]] for k in seps], [mods[name_of[k]] for k in dils], x,
+                                  train=train))
+      order += seps + dils
+    for k in reds:
+      outputs.append(_batched_factorized_reduce(mods[name_of[k]], x, train=train))
+      order.append(k)
+    if order:
+      # mixed[..., e, :] = sum_o W_{j(e)}[s, i(e), order[o]] * out[..., o, e, :]
+      # (a sum of K' products, one loop; a reduction over the op axis is slow on XLA:CPU)
+      y = outputs[0] if len(outputs) == 1 else jnp.concatenate(outputs, axis=-1)
+      ys = jax.lax.split(y, [len(edges) * c] * len(order), axis=-1) if len(order) > 1 else [y]
+      mixed = 0.0
+      for k, yk in zip(order, ys):
+        wk = jnp.stack([weights[j][:, i, k] for i, j in edges], axis=-1)  # [S, E]
+        mixed = mixed + jnp.repeat(wk, c, axis=-1)[:, None, None, :] * yk
+      # lax.split, not slicing: its transpose is one concatenate, where the
+      # transposes of E slices are E full-size pads that XLA:CPU adds up slowly.
+      blocks = jax.lax.split(mixed, [c] * len(edges), axis=-1) if len(edges) > 1 else [mixed]
+      for (_, j), block in zip(edges, blocks):
+        acc[j] = acc[j] + block
+    # Parameter-free ops give the same output on every edge leaving a state.
+    for k, name in enumerate(name_of):
+      if not _is_shared(mods[name][0]):
         continue
-      if _is_shared(mods[0]):
-        for i in group:
-          y = mods[0](states[i], train=train)
-          for j in range(max(0, i - 1), n):
-            acc[j] = acc[j] + weights[j][:, i, k, None, None, None] * y
-        continue
-      y = _BATCHED[type(mods[0])](mods, x, train=train)
-      w = jnp.stack([weights[j][:, i, k] for i, j in edges], axis=1)  # [S, E]
-      mixed = mixed + jnp.repeat(w, c, axis=1)[:, None, None, :] * y
-    if isinstance(mixed, float):  # no op with parameters in the op set
-      return
-    for e, (_, j) in enumerate(edges):
-      acc[j] = acc[j] + mixed[..., e * c:(e + 1) * c]
+      for i in group:
+        y = mods[name][0](states[i], train=train)
+        for j in range(max(0, i - 1), n):
+          acc[j] = acc[j] + weights[j][:, i, k, None, None, None] * y
 
   def discrete(self, s0: jax.Array, s1: jax.Array, nodes: Sequence[darts.Node], *, train: bool) -> jax.Array:
     """The discrete cell of a genotype, evaluated with this cell's own op modules.

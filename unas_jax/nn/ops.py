@@ -130,50 +130,19 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: int = 0
       rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
 
-def _pool_windows(x_pad: jax.Array, k: int, stride: int, out_hw: tuple[int, int]):
-  n, _, _, c = x_pad.shape
-  oh, ow = out_hw
-  for a in range(k):
-    for b in range(k):
-      yield lax.slice(x_pad, (0, a, b, 0), (n, a + (oh - 1) * stride + 1, b + (ow - 1) * stride + 1, c),
-                      (1, stride, stride, 1))
-
-
-def _pool_out(n: int, k: int, stride: int, padding: int) -> int:
-  return (n + 2 * padding - k) // stride + 1
-
-
 def max_pool(x: jax.Array, kernel_size: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
   """``torch.nn.MaxPool2d(kernel_size, stride, padding)``: padding never wins (-inf).
 
-  Written as the maximum of ``k*k`` shifted slices, which XLA:CPU fuses into one
-  loop, with an elementwise backward pass (ties share the gradient equally).
+  The maximum of ``k*k`` shifted slices (one fused loop on XLA:CPU) with a
+  gather-form backward pass (``unas_jax/nn/fast_grad.py``).
   """
-  out_hw = (_pool_out(x.shape[1], kernel_size, stride, padding),
-            _pool_out(x.shape[2], kernel_size, stride, padding))
-  x_pad = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)),
-                  constant_values=-jnp.inf)
-  y = None
-  for patch in _pool_windows(x_pad, kernel_size, stride, out_hw):
-    y = patch if y is None else jnp.maximum(y, patch)
-  return y
+  return fast_grad.max_pool(x, kernel_size, stride, padding)
 
 
 def avg_pool(x: jax.Array, kernel_size: int = 3, stride: int = 1, padding: int = 1,
              count_include_pad: bool = False) -> jax.Array:
   """``torch.nn.AvgPool2d``; with ``count_include_pad=False`` (DARTS) padding is not counted."""
-  h, w = x.shape[1:3]
-  out_hw = (_pool_out(h, kernel_size, stride, padding), _pool_out(w, kernel_size, stride, padding))
-  x_pad = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-  y = None
-  for patch in _pool_windows(x_pad, kernel_size, stride, out_hw):
-    y = patch if y is None else y + patch
-  if count_include_pad:
-    return y / (kernel_size * kernel_size)
-  ones = np.pad(np.ones((h, w), np.float32), padding)
-  count = sum(ones[a:a + (out_hw[0] - 1) * stride + 1:stride, b:b + (out_hw[1] - 1) * stride + 1:stride]
-              for a in range(kernel_size) for b in range(kernel_size))  # a numpy constant
-  return y / jnp.asarray(count[None, :, :, None], x.dtype)
+  return fast_grad.avg_pool(x, kernel_size, stride, padding, count_include_pad)
 
 
 def _torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.Array:

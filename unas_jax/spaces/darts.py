@@ -590,10 +590,11 @@ def _state_label(i: int) -> str:
 def plot_cell(genotype: Genotype, which: str, path: str | os.PathLike, *, title: str | None = None) -> None:
   """Draws one cell of ``genotype`` as a PNG (matplotlib only, no graphviz).
 
-  Inputs ``c_{k-2}``, ``c_{k-1}`` on the left, intermediate nodes in order,
-  the output ``c_{k}`` (concatenation of all nodes) on the right; every edge
-  carries its op name, and the two edges of a node that read the same state are
-  drawn as two separate arcs.
+  An arc diagram: the states ``c_{k-2}``, ``c_{k-1}``, nodes ``0..n-1`` and the
+  output ``c_{k}`` (the concatenation of every node) on one line; each node's
+  edge ``a`` is an arc above the line and edge ``b`` an arc below, labelled with
+  its op at the arc's apex (so the two edges of a node that read the same state
+  stay apart); thin grey arcs lead every node to ``c_{k}``.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -602,49 +603,48 @@ def plot_cell(genotype: Genotype, which: str, path: str | os.PathLike, *, title:
 
   nodes = genotype.cell(which)
   n = len(nodes)
-  pos = {0: (0.0, 1.4), 1: (0.0, -1.4)}
-  for j in range(n):
-    pos[j + 2] = (1.6 * (j + 1), 1.0 if j % 2 == 0 else -1.0)
-  out_pos = (1.6 * (n + 1), 0.0)
+  step = 2.6
+  xpos = {i: step * i for i in range(n + 2)}
+  out_x = step * (n + 2)
+  rad = 0.32  # arc3: apex height = rad * span / 2
 
-  fig, ax = plt.subplots(figsize=(2.4 * (n + 2), 5.0))
-  box = dict(boxstyle="round,pad=0.4", linewidth=1.5)
-  colors = {"input": "#cfe8cf", "node": "#cfe0f5", "output": "#f5ecbf"}
-
-  def draw_edge(p0, p1, rad, label, color):
-    arrow = FancyArrowPatch(p0, p1, connectionstyle=f"arc3,rad={rad}", arrowstyle="-|>", mutation_scale=14,
-                            linewidth=1.4, color=color, shrinkA=22, shrinkB=22, zorder=1)
-    ax.add_patch(arrow)
-    if label:
-      # Midpoint of arc3's quadratic Bezier: control point offset by rad * |d| normal to the chord.
-      (x0, y0), (x1, y1) = p0, p1
-      cx, cy = (x0 + x1) / 2 + rad * (y1 - y0), (y0 + y1) / 2 - rad * (x1 - x0)
-      mx, my = 0.25 * x0 + 0.5 * cx + 0.25 * x1, 0.25 * y0 + 0.5 * cy + 0.25 * y1
-      ax.text(mx, my, label, fontsize=9, ha="center", va="center", zorder=3,
-              bbox=dict(boxstyle="round,pad=0.2", facecolor="white", edgecolor=color, linewidth=0.8))
-
+  fig_w = 1.9 * (n + 3)
+  fig, ax = plt.subplots(figsize=(fig_w, 0.62 * fig_w))
+  ax.set_aspect("equal")
   palette = plt.get_cmap("tab10")
-  for j, node in enumerate(nodes):
-    same = node.inputs[0] == node.inputs[1]
-    for side in range(2):
-      src = node.inputs[side]
-      # Long edges bend more so they avoid the boxes in between; twins bend apart.
-      span = abs(pos[j + 2][0] - pos[src][0]) / 1.6
-      rad = (0.12 + 0.06 * (span - 1)) * (1 if side == 0 else -1) if same else 0.08 * (span - 1) * (1 if side == 0 else -1)
-      draw_edge(pos[src], pos[j + 2], rad, node.ops[side], palette(j % 10))
-  for j in range(n):
-    draw_edge(pos[j + 2], out_pos, 0.0, "", "#999999")
 
-  for i, (x, y) in pos.items():
-    kind = "input" if i < 2 else "node"
-    ax.text(x, y, _state_label(i), fontsize=12, ha="center", va="center", zorder=4,
-            bbox=dict(box, facecolor=colors[kind]))
-  ax.text(*out_pos, "c_{k}", fontsize=12, ha="center", va="center", zorder=4,
-          bbox=dict(box, facecolor=colors["output"]))
-  ax.set_xlim(-0.8, out_pos[0] + 0.8)
-  ax.set_ylim(-2.2, 2.2)
+  def arc(x0, x1, sign, color, label=None, lw=1.6, style="-"):
+    # arc3 bends to the left of the direction of travel: left-to-right with
+    # rad > 0 bends down, so ``sign=+1`` (above) uses a negative rad.
+    r = -sign * rad
+    ax.add_patch(FancyArrowPatch((x0, 0.0), (x1, 0.0), connectionstyle=f"arc3,rad={r}", arrowstyle="-|>",
+                                 mutation_scale=13, linewidth=lw, linestyle=style, color=color,
+                                 shrinkA=16, shrinkB=16, zorder=1))
+    apex = sign * rad * (x1 - x0) / 2
+    if label:
+      ax.text((x0 + x1) / 2, apex, label, fontsize=9, ha="center", va="center", zorder=3,
+              bbox=dict(boxstyle="round,pad=0.25", facecolor="white", edgecolor=color, linewidth=0.9))
+    return apex
+
+  heights = [0.0]
+  for j, node in enumerate(nodes):
+    color = palette(j % 10)
+    for side, sign in ((0, 1), (1, -1)):
+      heights.append(arc(xpos[node.inputs[side]], xpos[j + 2], sign, color, node.ops[side]))
+  for j in range(n):
+    heights.append(arc(xpos[j + 2], out_x, 1, "#b0b0b0", lw=0.9, style="--"))
+
+  box = dict(boxstyle="round,pad=0.45", linewidth=1.5)
+  for i, x in xpos.items():
+    ax.text(x, 0.0, _state_label(i), fontsize=11, ha="center", va="center", zorder=4,
+            bbox=dict(box, facecolor="#cfe8cf" if i < 2 else "#cfe0f5"))
+  ax.text(out_x, 0.0, "c_{k}", fontsize=11, ha="center", va="center", zorder=4,
+          bbox=dict(box, facecolor="#f5ecbf"))
+  ax.set_xlim(-1.4, out_x + 1.4)
+  ax.set_ylim(min(heights) - 1.0, max(heights) + 1.0)
   ax.axis("off")
-  ax.set_title(title or f"{which} cell", fontsize=13)
+  ax.set_title(title or f"{which} cell (edge a above, edge b below; c_{{k}} = concat of nodes 0..{n - 1})",
+               fontsize=11)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
