@@ -16,6 +16,7 @@ from unas_jax.errors import ConfigError
 JOBS = {
     "estimator_benchmark": "unas_jax.estimators.report:run",
     "darts_search": "unas_jax.search.darts:run",
+    "proxyless_search": "unas_jax.search.proxyless:run",
 }
 
 

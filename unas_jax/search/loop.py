@@ -56,8 +56,11 @@ class LatencyHooks(Protocol):
   def load_state_dict(self, state: dict) -> None:
     ...
 
-  def after_step(self, step: int) -> dict[str, float]:
-    """Bookkeeping between steps (e.g. refitting the surrogate); returns metrics to log."""
+  def after_step(self, step: int, phi: PyTree) -> dict[str, float]:
+    """Bookkeeping at logging steps (e.g. refitting the surrogate); returns metrics to log."""
+
+  def speculate(self, z: PyTree) -> None:
+    """Starts preparing (compiling) the architectures of a coming step, in the background."""
 
 
 class SearchSpace(Protocol):
@@ -86,7 +89,8 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
   kwargs = {}
   if latency is not None and latency.get("enabled", False):
     kwargs = dict(latency_estimator=latency.estimator, latency_target_ms=float(latency.target_ms),
-                  latency_penalty=latency.penalty, latency_c=latency.c)
+                  latency_penalty=latency.penalty, latency_c=latency.c,
+                  latency_warmup_steps=latency.warmup_steps)
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,
       sampling=s.sampling, pairing_weight=s.get("pairing_weight", 0.0), baseline=s.baseline,
@@ -230,7 +234,15 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
       else:
         batch_val = mesh_lib.put_batch((x_v, y_v), mesh)
         latency_ms, control = latency_inputs(setup, state, control)
+        speculative = None
+        if latency is not None and cfg.latency_estimator is not None:
+          # The next step's architectures under the current phi and the next step's noise:
+          # phi moves slowly, so they are mostly the ones that will be drawn.
+          speculative = _host(step_lib.global_architectures(cfg, state.key, state.step + 1, state.phi,
+                                                            global_batch, mesh.devices.size))
         state, metrics = search_step(state, batch_train, batch_val, latency_ms, control)
+        if speculative is not None:
+          latency.speculate(speculative)
         kind = "search"
       if kind not in compile_seconds:
         jax.block_until_ready(state)
@@ -242,7 +254,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
         # Blocking here every few steps also keeps XLA:CPU collectives from piling up.
         metrics = {k: float(v) for k, v in _host(metrics).items()}
         if latency is not None:
-          metrics.update(latency.after_step(step))
+          metrics.update(latency.after_step(step, _host(state.phi)))
           control = latency.control_params()
         probs, _ = space.selector_probabilities(_host(state.phi))
         record = {"step": step, "epoch": step / steps_per_epoch, "phase": kind, **metrics}

@@ -1,0 +1,89 @@
+"""Latency-aware search in the ProxylessNAS space: REBAR on accuracy + RELAX on measured latency.
+
+    python -m unas_jax.main --config=configs/proxyless_latency.py --workdir=workdirs/proxyless
+    python -m unas_jax.main --config=configs/proxyless_latency.py:quick     # zero-download, CPU minutes
+    python -m unas_jax.main --config=configs/proxyless_latency.py:lut       # phone latency table (mobile widths)
+
+The full variant searches on ImageNet (tfds ``imagenet2012``, prepared in
+``--config.data.data_dir``) at 224x224 and measures the latency of every sampled
+network on this device at batch 32 (DESIGN.md section 8). ``latency.target_ms``
+is the hinge target: set it for your device.
+"""
+import ml_collections
+
+from unas_jax.search import defaults
+
+
+def get_config(arg=None):
+  config = defaults.base_config("proxyless_search", "proxyless_latency", "imagenet2012")
+  config.data.image_size = 224
+  config.batch_size = 64
+  config.model = ml_collections.ConfigDict({
+      "widths": "gpu",            # gpu (UNAS: 40-24-32-56-112-128-256-432-1728) | mobile | 9 ints
+      "zero_dropout": 0.1,        # dropout on the zero (skip) choice, as the reference
+      "bn_affine": True,          # the reference ProxylessNAS-space supernet keeps affine BatchNorm
+      "depthwise_impl": "auto",
+  })
+  s = config.search
+  s.estimator = "rebar"
+  s.objective = "gen"
+  s.sampling = "per_device"       # one architecture per device: one latency measurement each
+  s.eps = 0.08                    # ImageNet softening (DESIGN.md section 4)
+  s.pairing_weight = 0.0
+  s.epochs = 60
+  s.init_epochs = 10
+  config.latency = ml_collections.ConfigDict({
+      "enabled": True,
+      "source": "probe",          # probe (time compiled subnetworks on this device) | lut (YAML table)
+      "estimator": "relax",       # relax | reinforce | surrogate_gumbel (FBNet-style, biased)
+      "target_ms": 10.0,          # hinge target
+      "penalty": "hinge",         # hinge: c_t * relu(lat - target) | linear: c_t * lat
+      "c": 0.1,
+      "warmup_steps": 2000,       # c_t rises linearly from 0 to c over these steps
+      "batch_size": 32,           # latency is measured at this batch size ...
+      "resolution": 224,          # ... and resolution
+      "dtype": "float32",
+      "num_runs": 10,             # median of 10 timed runs (DESIGN.md section 8)
+      "num_warmup": 2,
+      "statistic": "median",      # median | min (min is steadier on a loaded shared CPU)
+      "compile_threads": 1,
+      "rounds": 3,                # surrogate measurements: interleaved, shuffled timing rounds
+      "chunk_size": 16,
+      "surrogate_archs": 10000,   # random architectures measured to fit the surrogate (paper: ~10k)
+      "surrogate_seed": 0,
+      "ridge_lambda": 1.0,
+      "refit_every": 0,           # >0: refit the surrogate from the search's measurements every N steps
+      "lut_path": None,           # source=lut: a ProxylessNAS-format latency YAML
+      "lut_num_classes": 1000,
+  })
+  if arg in (None, ""):
+    return config
+  if arg == "lut":
+    config.model.widths = "mobile"
+    config.latency.source = "lut"
+    config.latency.lut_path = "../shared/data/proxylessnas_mobile_trim.yaml"
+    config.latency.target_ms = 60.0
+    return config
+  if arg != "quick":
+    raise ValueError(f"unknown config variant {arg!r}; use ':quick', ':lut' or nothing")
+  # Zero-download: digits at 32x32, a narrow network, latency on this CPU at batch 8.
+  config.name = "proxyless_latency_quick"
+  config.data = defaults.data_lib.default_config("digits")
+  config.data.image_size = 32
+  config.batch_size = 16
+  config.model.widths = [16, 8, 16, 16, 24, 32, 48, 64, 128]
+  s.eps = 0.0
+  s.epochs = 2
+  s.init_epochs = 0
+  s.max_steps = 120
+  s.phi_lr = 3e-2                 # a short search: let phi move
+  s.phi_lr_min = 1e-2
+  config.latency.batch_size = 8
+  config.latency.resolution = 32
+  config.latency.surrogate_archs = 40
+  config.latency.warmup_steps = 20
+  config.latency.target_ms = 1.5
+  config.latency.c = 1.0
+  config.log_every = 10
+  config.checkpoint_every = 60
+  return config

@@ -1,0 +1,277 @@
+r"""Latency-aware search in the ProxylessNAS space (job ``proxyless_search``, DESIGN.md sections 2-4, 8).
+
+The accuracy term goes through the configured estimator (REBAR by default); the
+latency term ``c_t * relu(lat(z) - target)`` goes through RELAX with the
+*measured* latency of every sampled architecture and the linear surrogate
+``g(z) = sum_ij l_ij z_ij + b`` as control (or REINFORCE, or the biased
+FBNet-style gradient of the surrogate through the relaxed sample).
+
+Latency sources (``config.latency.source``):
+
+* ``probe``: ``jit``-compile the discrete subnetwork for this device, time it
+  (median of ``num_runs``), cache the result in ``<workdir>/latency`` (a resumed
+  run never re-measures). While the device runs step ``t``, the architectures of
+  step ``t + 1`` are predicted from the current phi and the next step's Gumbel
+  noise (known in advance from the key) and compiled in a background thread;
+  phi moves slowly, so most are the ones actually drawn, and the step waits for
+  the timing only.
+* ``lut``: a ProxylessNAS-format YAML of per-block latencies measured once on a
+  target device (e.g. a phone), summed over the network's blocks.
+
+The surrogate is fitted by ridge regression on ``surrogate_archs`` measured
+random architectures before the search (held-out MAE, MAPE, R^2, Kendall tau and
+a scatter plot in ``<workdir>/latency``), saved with checkpoints, and optionally
+refitted every ``refit_every`` steps from the measurements the search keeps
+making.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from unas_jax import estimators as est
+from unas_jax.errors import ConfigError, DataError
+from unas_jax.latency import lut as lut_lib
+from unas_jax.latency import probe as probe_lib
+from unas_jax.latency import surrogate as surrogate_lib
+from unas_jax.nn.proxyless_supernet import ProxylessSupernet
+from unas_jax.search import loop
+from unas_jax.search import step as step_lib
+from unas_jax.spaces import proxyless as space
+
+PyTree = Any
+SOURCES = ("probe", "lut")
+STATISTICS = ("median", "min")
+
+
+def surrogate_params(model) -> dict[str, jax.Array]:
+  """The surrogate as step inputs: ``{'coef': [141], 'bias': []}``."""
+  return {"coef": jnp.asarray(model.coef, jnp.float32), "bias": jnp.asarray(model.bias, jnp.float32)}
+
+
+def predict(params: dict[str, jax.Array], arch: PyTree) -> jax.Array:
+  """``g(arch) = flatten(arch) . coef + bias``, ``[S]``; differentiable in ``arch`` (RELAX's control)."""
+  return space.flatten_arch(arch) @ params["coef"] + params["bias"]
+
+
+def expected_latency(params: dict[str, jax.Array], phi: PyTree, eps: float) -> jax.Array:
+  """``E_{z ~ p_phi}[g(z)]``, exact for the additive surrogate."""
+  probs = est.probabilities(est.soften(phi, eps))
+  return predict(params, {k: v[None] for k, v in probs.items()})[0]
+
+
+class ProxylessLatency:
+  """The latency hooks of :class:`unas_jax.search.loop.LatencyHooks` for this space."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, num_classes: int):
+    lc = config.latency
+    if lc.source not in SOURCES:
+      raise ConfigError(f"latency.source={lc.source!r} is not one of {list(SOURCES)}")
+    if lc.statistic not in STATISTICS:
+      raise ConfigError(f"latency.statistic={lc.statistic!r} is not one of {list(STATISTICS)}")
+    self.config = lc
+    self.eps = config.search.eps
+    self.directory = os.path.join(workdir, "latency")
+    os.makedirs(self.directory, exist_ok=True)
+    self.is_main = jax.process_index() == 0
+    self.probe = None
+    self.table = None
+    if lc.source == "lut":
+      if not lc.lut_path or not os.path.isfile(lc.lut_path):
+        raise ConfigError(f"latency.lut_path={lc.lut_path!r} is not a file; give a ProxylessNAS-format latency "
+                          "YAML (e.g. the published mobile table) or use latency.source=probe")
+      self.table = lut_lib.LatencyLUT.from_yaml(lc.lut_path).additive(
+          config.model.widths, lc.resolution, lc.lut_num_classes)
+    else:
+      self.probe = probe_lib.LatencyProbe(
+          self.directory, probe_lib.ProbeConfig(
+              batch_size=lc.batch_size, resolution=lc.resolution, dtype=lc.dtype, widths=config.model.widths,
+              num_classes=num_classes, num_runs=lc.num_runs, num_warmup=lc.num_warmup,
+              depthwise_impl=config.model.depthwise_impl, seed=config.seed),
+          compile_threads=lc.compile_threads)
+    self.measurements = surrogate_lib.LatencyDataset()
+    self.surrogate = None
+    self.report: dict = {}
+
+  # -- measuring
+
+  def _measure_genotypes(self, genotypes: list[space.ProxylessGenotype]) -> np.ndarray:
+    if self.table is not None:
+      return np.asarray([self.table.latency(g) for g in genotypes])
+    values = []
+    for g in genotypes:
+      m = self.probe.result(g)
+      values.append(m.median_ms if self.config.statistic == "median" else m.min_ms)
+    return np.asarray(values)
+
+  def measure(self, z: PyTree) -> np.ndarray:
+    genotypes = space.genotypes_from_arch(z)
+    values = self._measure_genotypes(genotypes)
+    self.measurements.extend(genotypes, values)
+    return values
+
+  def speculate(self, z: PyTree) -> None:
+    """Compiles the architectures a coming step will probably draw, in the background."""
+    if self.probe is not None:
+      self.probe.submit(space.genotypes_from_arch(z))
+
+  # -- the surrogate
+
+  def fit(self) -> dict:
+    """Measures ``surrogate_archs`` random architectures and fits the surrogate (once per workdir)."""
+    lc = self.config
+    path = os.path.join(self.directory, "surrogate.npz")
+    if os.path.exists(path):
+      self.surrogate = surrogate_lib.LinearSurrogate.load(path)
+      self.report = json.load(open(os.path.join(self.directory, "surrogate_report.json")))
+    else:
+      genotypes = space.random_genotypes(lc.surrogate_seed, lc.surrogate_archs)
+      if self.table is not None:
+        values = self._measure_genotypes(genotypes)
+      else:
+        if self.is_main:
+          print(f"latency: measuring {len(genotypes)} random architectures on {probe_lib.device_kind()} "
+                f"(batch {lc.batch_size}, {lc.resolution}x{lc.resolution}, {lc.dtype}) to fit the surrogate ...",
+                flush=True)
+        progress = (lambda done, total: print(f"  latency: {done}/{total} measured", flush=True)) if self.is_main else None
+        ms = self.probe.measure_many(genotypes, rounds=lc.rounds, chunk_size=lc.chunk_size, progress_fn=progress)
+        values = np.asarray([m.median_ms if lc.statistic == "median" else m.min_ms for m in ms])
+      self.surrogate, report = surrogate_lib.fit_surrogate(genotypes, values, lam=lc.ridge_lambda)
+      self.report = {k: v for k, v in report.items() if k not in ("y_test", "y_pred")}
+      if self.probe is not None:
+        self.report["probe"] = self.probe.stats()
+      if self.is_main:
+        self.surrogate.save(path)
+        surrogate_lib.write_report(self.report, os.path.join(self.directory, "surrogate_report.json"))
+        surrogate_lib.scatter_plot(report["y_test"], report["y_pred"],
+                                   os.path.join(self.directory, "surrogate_scatter.png"),
+                                   f"latency surrogate, held-out ({lc.source})")
+      self.measurements.extend(genotypes, values)
+    t = self.report.get("test", {})
+    if self.is_main and t:
+      print(f"latency surrogate: held-out MAE {t.get('mae', float('nan')):.3f} ms, R^2 {t.get('r2', float('nan')):.3f}, "
+            f"Kendall tau {t.get('kendall_tau', float('nan')):.3f}", flush=True)
+    self._check_target()
+    return self.report
+
+  def _check_target(self) -> None:
+    """A hinge target below the fastest architecture can never be met: say so now."""
+    lc = self.config
+    if lc.penalty != "hinge":
+      return
+    fastest = self.surrogate.min_genotype()
+    measured = float(self._measure_genotypes([fastest])[0])
+    low = min(measured, self.surrogate.min_latency())
+    if lc.target_ms < low:
+      raise ConfigError(
+          f"latency.target_ms={lc.target_ms} is below the smallest reachable latency, {measured:.3f} ms measured "
+          f"for the fastest architecture ({fastest}); raise the target above it")
+
+  # -- the loop's interface
+
+  def control_params(self):
+    return surrogate_params(self.surrogate)
+
+  control_fn = staticmethod(predict)
+
+  def after_step(self, step: int, phi: PyTree) -> dict[str, float]:
+    out = {"latency_expected_ms": float(expected_latency(self.control_params(), phi, self.eps)),
+           "latency_measured_archs": float(len(self.measurements))}
+    if self.config.refit_every and step % self.config.refit_every == 0:
+      self.surrogate, report = self.measurements.refit(lam=self.config.ridge_lambda)
+      out["latency_surrogate_mae"] = float(report["test"]["mae"])
+    if self.probe is not None:
+      out["latency_probe_archs_per_min"] = float(self.probe.stats()["archs_per_min"])
+    return out
+
+  def state_dict(self) -> dict:
+    return {"surrogate": {k: np.asarray(v).tolist() for k, v in self.surrogate.to_arrays().items()},
+            "num_measurements": len(self.measurements)}
+
+  def load_state_dict(self, state: dict) -> None:
+    self.surrogate = surrogate_lib.LinearSurrogate.from_arrays({k: np.asarray(v) for k, v in state["surrogate"].items()})
+
+  def close(self) -> None:
+    if self.probe is not None:
+      self.probe.close()
+
+
+class ProxylessSearchSpace:
+  """The ProxylessNAS MBConv space for the search loop."""
+  name = "proxyless"
+  arch_penalty_fn = None
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.eps = config.search.eps
+    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator, "seed": config.seed,
+                 "latency_target_ms": config.latency.target_ms if config.latency.enabled else None}
+    self.latency = None
+
+  def build_supernet(self, config, info, bn_axis_name):
+    m = config.model
+    if bn_axis_name is not None:
+      raise ConfigError("search.bn='sync' is not available for the ProxylessNAS supernet; use search.bn='local'")
+    return ProxylessSupernet(m.widths, info.num_classes, rngs=nnx.Rngs(params=config.seed),
+                             zero_dropout=m.zero_dropout, bn_affine=m.bn_affine, depthwise_impl=m.depthwise_impl,
+                             phi_init_scale=config.search.phi_init_scale)
+
+  def phi_from_state(self, phi_state: PyTree) -> PyTree:
+    return {name: phi_state[name] for name in space.LAYER_NAMES}
+
+  def genotype(self, phi: PyTree) -> space.ProxylessGenotype:
+    return space.genotype_from_phi(est.soften(phi, self.eps))
+
+  def write_genotype(self, genotype: space.ProxylessGenotype, out_dir: str) -> list[str]:
+    path = os.path.join(out_dir, "genotype.json")
+    genotype.save(path)
+    paths = [path]
+    if self.latency is not None:
+      with open(os.path.join(out_dir, "latency.json"), "w") as f:
+        json.dump({"predicted_ms": float(self.latency.surrogate.latency(genotype)),
+                   "measured_ms": float(self.latency._measure_genotypes([genotype])[0]),
+                   "target_ms": self.config.latency.target_ms}, f, indent=1)
+      paths.append(os.path.join(out_dir, "latency.json"))
+    return paths
+
+  def selector_probabilities(self, phi: PyTree):
+    probs = est.probabilities(est.soften(phi, self.eps))
+    matrix = np.zeros((len(space.LAYER_NAMES), len(space.PROXYLESS_OPS)))
+    for i, name in enumerate(space.LAYER_NAMES):
+      p = np.asarray(probs[name])
+      matrix[i, :p.shape[-1]] = p
+    return {"layers": matrix}, {"layers": list(space.PROXYLESS_OPS)}
+
+  def latency_hooks(self, config, workdir, info):
+    if not config.latency.enabled:
+      return None
+    self.latency = ProxylessLatency(config, workdir, info.num_classes)
+    self.latency.fit()
+    return self.latency
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The ``proxyless_search`` job."""
+  s = config.search
+  if config.latency.enabled and config.latency.estimator in ("relax", "reinforce") and s.sampling == "per_example":
+    # One latency measurement per sampled architecture: per-example sampling would time a batch of networks per step.
+    raise ConfigError("latency-aware search measures every sampled architecture: use search.sampling=per_device "
+                      "or shared (per_example would time batch-size many networks per step)")
+  space_ = ProxylessSearchSpace(config)
+  try:
+    return loop.run_search(config, workdir, space_)
+  except DataError as e:
+    raise DataError(f"{e} -- or try the zero-download variant: --config=configs/proxyless_latency.py:quick") from None
+  finally:
+    if space_.latency is not None:
+      space_.latency.close()
+
+
+__all__ = ["ProxylessSearchSpace", "ProxylessLatency", "run", "step_lib"]
