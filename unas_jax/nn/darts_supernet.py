@@ -1,0 +1,381 @@
+r"""The DARTS-space search supernet in Flax NNX (DESIGN.md sections 4-6).
+
+Network (as the UNAS reference's search ``Network``): a stem (3x3 conv to
+``stem_multiplier * C`` channels + BatchNorm), ``num_cells`` cells with
+reduction cells (stride 2, channels doubled) at ``num_cells // 3`` and
+``2 * num_cells // 3``, global average pooling and a linear classifier. A cell
+preprocesses its inputs (FactorizedReduce after a reduction cell, else
+ReLU-1x1conv-BN, to ``C`` channels) and computes, for each node ``j``,
+
+    node_j = sum_i sum_k W_j[s, i, k] * op_k(state_i)
+
+with the factorised edge weights ``W_j`` of :func:`unas_jax.spaces.darts.edge_weights`
+(sample ``s`` is example ``s`` when ``S == batch``, the whole batch when
+``S == 1``). Every (input ``i``, node ``j``) edge has its own op instances, as
+in DARTS; BatchNorm inside ops has no affine parameters; pools carry no
+BatchNorm (the UNAS reference disabled DARTS's pool-BN). The cell's output
+concatenates its nodes. ``phi`` is held in ``ArchParam`` variables and is not
+read by the forward pass: it takes the sample ``arch`` as an argument
+(one-hot ``z`` or relaxed ``zeta``), so ``jax.grad`` w.r.t. ``arch`` reaches phi
+through the estimator's reparameterisation.
+
+Speed on CPU (the evaluation of all ops of all edges for per-example
+architectures is the cost of a search step): the cell evaluates the edges that
+read the same state together. The ``E`` edges leaving a state are ``E`` blocks
+of channels side by side (``[N, H, W, E*C]``), their depthwise kernels
+concatenated, their pointwise kernels one block-diagonal matrix, their
+BatchNorms one BatchNorm over ``E*C`` channels; parameter-free ops (identity,
+pools) are computed once per state instead of once per edge. States 0 and 1
+are available at once, so a cell runs 4 such groups instead of 14 edges. The
+parameters stay one module per edge and op (the reference's layout), so the
+same modules evaluate a discrete cell directly (:meth:`SearchCell.discrete`).
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+from unas_jax.errors import ConfigError
+from unas_jax.nn import ops
+from unas_jax.nn.functional import ArchParam
+from unas_jax.spaces import darts
+
+PyTree = Any
+
+MODES = ("batched", "reference")
+
+
+def _concat_kernels(kernels: Sequence[jax.Array]) -> jax.Array:
+  """Depthwise kernels ``[k, k, 1, C]`` of E edges -> ``[k, k, 1, E*C]``."""
+  return kernels[0] if len(kernels) == 1 else jnp.concatenate(kernels, axis=-1)
+
+
+def _stack_pointwise(kernels: Sequence[jax.Array]) -> jax.Array:
+  """1x1 kernels ``[1, 1, C, D]`` of E edges -> ``[E, C, D]``."""
+  return jnp.stack([k[0, 0] for k in kernels])
+
+
+def _batched_bn(bns: Sequence[ops.BatchNorm], y: jax.Array, *, train: bool) -> jax.Array:
+  """The BatchNorms of E edges as one BatchNorm over ``[..., E*C]``; writes the statistics back."""
+  bn0 = bns[0]
+  cat = lambda xs: xs[0] if len(xs) == 1 else jnp.concatenate(xs)
+  mean = cat([b.mean[...] for b in bns])
+  var = cat([b.var[...] for b in bns])
+  scale = bias = None
+  if bn0.affine:
+    scale = cat([b.scale[...] for b in bns])
+    bias = cat([b.bias[...] for b in bns])
+  y, new_mean, new_var = ops.batch_norm(y, mean, var, scale, bias, train=train, momentum=bn0.momentum,
+                                        epsilon=bn0.epsilon, axis_name=bn0.axis_name)
+  if train:
+    c = bn0.num_features
+    for e, b in enumerate(bns):
+      b.mean[...] = new_mean[e * c:(e + 1) * c]
+      b.var[...] = new_var[e * c:(e + 1) * c]
+  return y
+
+
+def _batched_sep_conv(mods: Sequence[ops.SepConv], x: jax.Array, *, train: bool) -> jax.Array:
+  m = mods[0]
+  y = ops.depthwise_conv(jax.nn.relu(x), _concat_kernels([o.dw1.kernel[...] for o in mods]),
+                         stride=m.dw1.stride, dilation=m.dw1.dilation, padding=m.dw1.padding, impl=m.dw1.impl)
+  y = ops.pointwise_conv(y, _stack_pointwise([o.pw1.kernel[...] for o in mods]))
+  y = _batched_bn([o.bn1 for o in mods], y, train=train)
+  y = ops.depthwise_conv(jax.nn.relu(y), _concat_kernels([o.dw2.kernel[...] for o in mods]),
+                         stride=1, dilation=m.dw2.dilation, padding=m.dw2.padding, impl=m.dw2.impl)
+  y = ops.pointwise_conv(y, _stack_pointwise([o.pw2.kernel[...] for o in mods]))
+  return _batched_bn([o.bn2 for o in mods], y, train=train)
+
+
+def _batched_dil_conv(mods: Sequence[ops.DilConv], x: jax.Array, *, train: bool) -> jax.Array:
+  m = mods[0]
+  y = ops.depthwise_conv(jax.nn.relu(x), _concat_kernels([o.dw.kernel[...] for o in mods]),
+                         stride=m.dw.stride, dilation=m.dw.dilation, padding=m.dw.padding, impl=m.dw.impl)
+  y = ops.pointwise_conv(y, _stack_pointwise([o.pw.kernel[...] for o in mods]))
+  return _batched_bn([o.bn for o in mods], y, train=train)
+
+
+def _batched_factorized_reduce(mods: Sequence[ops.FactorizedReduce], x: jax.Array, *,
+                               train: bool) -> jax.Array:
+  if x.shape[1] % 2 or x.shape[2] % 2:
+    raise ConfigError(f"a reduction cell needs an even height and width, got {x.shape[1]}x{x.shape[2]}; "
+                      "use an input resolution divisible by 4")
+  y = ops.factorized_reduce(x, _stack_pointwise([o.conv_1.kernel[...] for o in mods]),
+                            _stack_pointwise([o.conv_2.kernel[...] for o in mods]))
+  return _batched_bn([o.bn for o in mods], y, train=train)
+
+
+_BATCHED = {ops.SepConv: _batched_sep_conv, ops.DilConv: _batched_dil_conv,
+            ops.FactorizedReduce: _batched_factorized_reduce}
+
+
+class MixedEdge(nnx.Module):
+  """The op instances of one edge (state ``i`` -> node ``j``), as DARTS's ``MixedOp``.
+
+  ``ops[name]`` is the module of op ``name`` (:func:`unas_jax.nn.ops.make_op`,
+  ``affine=False``); calling the edge evaluates ``sum_k w[s, k] op_k(x)`` op by
+  op (the reference path; the cell normally evaluates edges in groups).
+  """
+
+  def __init__(self, op_names: Sequence[str], channels: int, stride: int, *, depthwise_impl: str,
+               rngs: nnx.Rngs):
+    self.op_names = tuple(op_names)
+    self.stride = stride
+    self.ops = nnx.Dict({name: ops.make_op(name, channels, stride, affine=False, rngs=rngs,
+                                           depthwise_impl=depthwise_impl) for name in op_names})
+
+  def __call__(self, x: jax.Array, weights: jax.Array, *, train: bool) -> jax.Array:
+    """``weights``: ``[S, K]``; returns ``sum_k weights[:, k] * op_k(x)``."""
+    out = 0.0
+    for k, name in enumerate(self.op_names):
+      if name == "none":
+        continue
+      out = out + weights[:, k, None, None, None] * self.ops[name](x, train=train)
+    if isinstance(out, float):  # every op is 'none'
+      out = self.ops[self.op_names[0]](x, train=train)
+    return out
+
+
+def _is_shared(module: nnx.Module) -> bool:
+  """Parameter-free ops give the same output on every edge leaving a state."""
+  return isinstance(module, (ops.Identity, ops.MaxPool, ops.AvgPool))
+
+
+class SearchCell(nnx.Module):
+  """One supernet cell: preprocessing, and a :class:`MixedEdge` for every (state i, node j)."""
+
+  def __init__(self, space: darts.DartsSpace, c_prev_prev: int, c_prev: int, channels: int, *,
+               reduction: bool, reduction_prev: bool, depthwise_impl: str = "auto", rngs: nnx.Rngs):
+    self.space = space
+    self.reduction = reduction
+    self.channels = channels
+    if reduction_prev:
+      self.preprocess0 = ops.FactorizedReduce(c_prev_prev, channels, affine=False, rngs=rngs)
+    else:
+      self.preprocess0 = ops.ReLUConvBN(c_prev_prev, channels, 1, 1, 0, affine=False, rngs=rngs)
+    self.preprocess1 = ops.ReLUConvBN(c_prev, channels, 1, 1, 0, affine=False, rngs=rngs)
+    # edges[j][i]: state i -> node j; stride 2 on the cell inputs of a reduction cell.
+    self.edges = nnx.List([
+        nnx.List([MixedEdge(space.op_names, channels, 2 if reduction and i < 2 else 1,
+                            depthwise_impl=depthwise_impl, rngs=rngs) for i in range(space.num_inputs(j))])
+        for j in range(space.num_nodes)])
+
+  def _preprocess(self, s0, s1, train):
+    return self.preprocess0(s0, train=train), self.preprocess1(s1, train=train)
+
+  def __call__(self, s0: jax.Array, s1: jax.Array, weights: Sequence[jax.Array], *, train: bool,
+               mode: str = "batched") -> jax.Array:
+    """Mixed cell: ``weights[j]`` is ``[S, j + 2, K]`` (:func:`unas_jax.spaces.darts.edge_weights`)."""
+    s0, s1 = self._preprocess(s0, s1, train)
+    if mode == "reference":
+      return self._reference(s0, s1, weights, train)
+    return self._batched(s0, s1, weights, train)
+
+  def _reference(self, s0, s1, weights, train):
+    states = [s0, s1]
+    for j in range(self.space.num_nodes):
+      states.append(sum(self.edges[j][i](h, weights[j][:, i], train=train) for i, h in enumerate(states)))
+    return jnp.concatenate(states[2:], axis=-1)
+
+  def _batched(self, s0, s1, weights, train):
+    n = self.space.num_nodes
+    states = [s0, s1]
+    acc: list[Any] = [0.0] * n
+    # Groups of states evaluated together: {0, 1}, then each new node.
+    for group in [[0, 1]] + [[i] for i in range(2, n + 1)]:
+      self._add_group(states, group, weights, acc, train)
+      node = acc[group[-1] - 1]  # node group[-1] - 1 has read all its inputs
+      if isinstance(node, float):  # an op set of 'none' only
+        node = ops.Zero(2 if self.reduction else 1)(s1)
+      states.append(node)
+    return jnp.concatenate(states[2:], axis=-1)
+
+  def _add_group(self, states, group, weights, acc, train):
+    """Adds to ``acc[j]`` the mixed output of every edge leaving a state of ``group``."""
+    n = self.space.num_nodes
+    c = self.channels
+    edges = [(i, j) for i in group for j in range(max(0, i - 1), n)]
+    x = jnp.concatenate([states[i] for i, _ in edges], axis=-1) if len(edges) > 1 else states[edges[0][0]]
+    mixed = 0.0  # sum_k W * op_k over per-edge ops, [N, H', W', E*C]
+    for k, name in enumerate(self.space.op_names):
+      mods = [self.edges[j][i].ops[name] for i, j in edges]
+      if name == "none":
+        continue
+      if _is_shared(mods[0]):
+        for i in group:
+          y = mods[0](states[i], train=train)
+          for j in range(max(0, i - 1), n):
+            acc[j] = acc[j] + weights[j][:, i, k, None, None, None] * y
+        continue
+      y = _BATCHED[type(mods[0])](mods, x, train=train)
+      w = jnp.stack([weights[j][:, i, k] for i, j in edges], axis=1)  # [S, E]
+      mixed = mixed + jnp.repeat(w, c, axis=1)[:, None, None, :] * y
+    if isinstance(mixed, float):  # no op with parameters in the op set
+      return
+    for e, (_, j) in enumerate(edges):
+      acc[j] = acc[j] + mixed[..., e * c:(e + 1) * c]
+
+  def discrete(self, s0: jax.Array, s1: jax.Array, nodes: Sequence[darts.Node], *, train: bool) -> jax.Array:
+    """The discrete cell of a genotype, evaluated with this cell's own op modules.
+
+    ``node_j = edges[j][a].ops[op_a](state_a) + edges[j][b].ops[op_b](state_b)``:
+    only the genotype's path runs. With the same weights and a one-hot sample
+    of this genotype the mixed cell gives the same output.
+    """
+    if len(nodes) != self.space.num_nodes:
+      raise ConfigError(f"the genotype cell has {len(nodes)} nodes; this supernet has {self.space.num_nodes}")
+    s0, s1 = self._preprocess(s0, s1, train)
+    states = [s0, s1]
+    for j, node in enumerate(nodes):
+      out = 0.0
+      for i, name in zip(node.inputs, node.ops):
+        if name not in self.space.op_names:
+          raise ConfigError(f"op {name!r} is not in this supernet's op set {list(self.space.op_names)}")
+        out = out + self.edges[j][i].ops[name](states[i], train=train)
+      states.append(out)
+    return jnp.concatenate(states[2:], axis=-1)
+
+
+def check_arch(arch: PyTree, space: darts.DartsSpace, batch_size: int) -> int:
+  """Checks that ``arch`` has ``phi``'s structure with a leading axis ``S`` in {1, batch}; returns S.
+
+  Raises:
+    ConfigError: missing leaves or wrong shapes.
+  """
+  if not isinstance(arch, Mapping) or any(not isinstance(arch.get(t), Mapping) for t in darts.CELL_TYPES):
+    raise ConfigError("arch must be {'normal': {...}, 'reduce': {...}} with phi's leaves and a leading "
+                      "sample axis; see unas_jax.spaces.darts")
+  sizes = set()
+  for cell_type, shapes in space.phi_shapes().items():
+    for leaf, shape in shapes.items():
+      a = arch[cell_type].get(leaf)
+      if a is None or tuple(a.shape[1:]) != shape or a.ndim != len(shape) + 1:
+        raise ConfigError(f"arch[{cell_type!r}][{leaf!r}] has shape {None if a is None else tuple(a.shape)}, "
+                          f"expected [S, {', '.join(map(str, shape))}] with S = 1 or the batch size")
+      sizes.add(a.shape[0])
+  if len(sizes) != 1 or next(iter(sizes)) not in (1, batch_size):
+    raise ConfigError(f"arch's sample axis is {sorted(sizes)}; it must be 1 (one architecture for the "
+                      f"batch) or the batch size {batch_size} (one per example), the same for every leaf")
+  return sizes.pop()
+
+
+class DartsSupernet(nnx.Module):
+  """The weight-sharing supernet of the DARTS space; ``model(x, arch, train=...)`` -> logits.
+
+  Args:
+    space: the search space (op set, nodes per cell).
+    num_classes: classifier outputs.
+    channels: ``C``, channels of the first cells (doubled at each reduction).
+    num_cells: cells; reduction at ``num_cells // 3`` and ``2 * num_cells // 3``.
+    in_channels: input image channels.
+    stem_multiplier: the stem outputs ``stem_multiplier * C`` channels.
+    stem: ``'cifar'`` (3x3 conv + BN, full resolution) or ``'imagenet'`` (the
+      reference's ImageNet search stem: three stride-2 3x3 convs, cells then
+      start at ``stem_multiplier * C`` channels, as in the UNAS code).
+    depthwise_impl: ``auto`` | ``slices`` | ``xla`` (unas_jax/nn/depthwise.py).
+    phi_init_scale: ``phi ~ phi_init_scale * N(0, 1)`` (0: uniform).
+    rngs: ``nnx.Rngs``; ``params`` initialises weights and phi.
+
+  Call: ``model(x, arch, *, train, key=None, mode='batched')`` with ``x``
+  ``[N, H, W, in_channels]`` and ``arch`` of phi's structure with leading
+  sample axis ``S`` in {1, N}; ``key`` is unused (no dropout in the supernet).
+  ``mode='reference'`` evaluates edge by edge (slow; for tests).
+  """
+
+  def __init__(self, space: darts.DartsSpace, *, num_classes: int, channels: int = 16, num_cells: int = 8,
+               in_channels: int = 3, stem_multiplier: int = 3, stem: str = "cifar",
+               depthwise_impl: str = "auto", phi_init_scale: float = 1e-3, rngs: nnx.Rngs):
+    if not isinstance(space, darts.DartsSpace):
+      raise ConfigError(f"space must be a DartsSpace, got {type(space).__name__}")
+    if num_cells < 3:
+      raise ConfigError(f"num_cells must be >= 3 (two reduction cells and a normal one), got {num_cells}")
+    if channels < 1 or channels % 2:
+      raise ConfigError(f"channels must be a positive even number (FactorizedReduce halves it), got {channels}")
+    if stem not in ("cifar", "imagenet"):
+      raise ConfigError(f"unknown stem {stem!r}; use 'cifar' or 'imagenet'")
+    self.space = space
+    self.num_classes = num_classes
+    self.num_cells = num_cells
+    self.stem_kind = stem
+    # phi lives in two top-level attributes named after the cell types, so that
+    # the pure dict of functional.split is exactly {'normal': ..., 'reduce': ...}
+    # (the layout of unas_jax.spaces.darts) and an arch sample has that structure.
+    phi = darts.init_phi(rngs.params(), space, phi_init_scale)
+    self.normal = nnx.Dict({leaf: ArchParam(v) for leaf, v in phi["normal"].items()})
+    self.reduce = nnx.Dict({leaf: ArchParam(v) for leaf, v in phi["reduce"].items()})
+
+    c_stem = stem_multiplier * channels
+    if stem == "cifar":
+      self.stem = nnx.List([ops.Conv2d(in_channels, c_stem, 3, padding=1, rngs=rngs), ops.BatchNorm(c_stem)])
+      c_prev_prev, c_prev, c_curr = c_stem, c_stem, channels
+      reduction_prev = False
+    else:
+      half = c_stem // 2
+      self.stem = nnx.List([
+          ops.Conv2d(in_channels, half, 3, stride=2, padding=1, rngs=rngs), ops.BatchNorm(half),
+          ops.Conv2d(half, c_stem, 3, stride=2, padding=1, rngs=rngs), ops.BatchNorm(c_stem)])
+      self.stem1 = nnx.List([ops.Conv2d(c_stem, c_stem, 3, stride=2, padding=1, rngs=rngs),
+                             ops.BatchNorm(c_stem)])
+      c_prev_prev, c_prev, c_curr = c_stem, c_stem, c_stem
+      reduction_prev = True
+
+    self.reduction_indices = (num_cells // 3, 2 * num_cells // 3)
+    cells = []
+    for idx in range(num_cells):
+      reduction = idx in self.reduction_indices
+      if reduction:
+        c_curr *= 2
+      cells.append(SearchCell(space, c_prev_prev, c_prev, c_curr, reduction=reduction,
+                              reduction_prev=reduction_prev, depthwise_impl=depthwise_impl, rngs=rngs))
+      reduction_prev = reduction
+      c_prev_prev, c_prev = c_prev, space.num_nodes * c_curr
+    self.cells = nnx.List(cells)
+    self.classifier = ops.Linear(c_prev, num_classes, rngs=rngs)
+
+  def _stem(self, x, train):
+    if self.stem_kind == "cifar":
+      conv, bn = self.stem
+      s = bn(conv(x), train=train)
+      return s, s
+    conv0, bn0, conv1, bn1 = self.stem
+    s0 = bn1(conv1(jax.nn.relu(bn0(conv0(x), train=train))), train=train)
+    conv2, bn2 = self.stem1
+    s1 = bn2(conv2(jax.nn.relu(s0)), train=train)
+    return s0, s1
+
+  def __call__(self, x: jax.Array, arch: PyTree, *, train: bool, key: jax.Array | None = None,
+               mode: str = "batched") -> jax.Array:
+    del key  # no dropout in the search network
+    if mode not in MODES:
+      raise ConfigError(f"unknown supernet mode {mode!r}; use one of {MODES}")
+    if arch is None:
+      raise ConfigError("the supernet needs an architecture sample 'arch' (one-hot z or relaxed zeta); "
+                        "for a fixed genotype use unas_jax.spaces.darts.genotype_to_arch")
+    check_arch(arch, self.space, x.shape[0])
+    weights = {t: darts.edge_weights(arch[t]) for t in darts.CELL_TYPES}
+    s0, s1 = self._stem(x, train)
+    for idx, cell in enumerate(self.cells):
+      cell_type = "reduce" if idx in self.reduction_indices else "normal"
+      s0, s1 = s1, cell(s0, s1, weights[cell_type], train=train, mode=mode)
+    return self.classifier(jnp.mean(s1, axis=(1, 2)))
+
+  def discrete(self, x: jax.Array, genotype: darts.Genotype, *, train: bool) -> jax.Array:
+    """The network of one genotype evaluated along its path only, with the supernet's weights."""
+    genotype.validate(num_nodes=self.space.num_nodes, op_names=self.space.op_names)
+    s0, s1 = self._stem(x, train)
+    for idx, cell in enumerate(self.cells):
+      nodes = genotype.reduce if idx in self.reduction_indices else genotype.normal
+      s0, s1 = s1, cell.discrete(s0, s1, nodes, train=train)
+    return self.classifier(jnp.mean(s1, axis=(1, 2)))
+
+  @property
+  def phi(self) -> dict[str, dict[str, jax.Array]]:
+    """The current logits as ``{'normal': {...}, 'reduce': {...}}`` arrays."""
+    return {t: {leaf: v[...] for leaf, v in getattr(self, t).items()} for t in darts.CELL_TYPES}
+
+  def genotype(self, meta: Mapping[str, Any] | None = None) -> darts.Genotype:
+    """The argmax genotype of the current ``phi``."""
+    return darts.genotype_from_phi(self.phi, self.space, meta)
