@@ -14,7 +14,6 @@ lr 0.05 with 30 warm-up epochs then cosine, 600 epochs, gradient clip 5
 """
 import ml_collections
 
-from unas_jax import data as data_lib
 from unas_jax.evaluation import defaults
 
 
@@ -31,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.momentum, t.weight_decay, t.grad_clip = 0.9, 3e-4, 5.0
   t.aux_weight, t.drop_path, t.label_smoothing = 0.4, 0.2, 0.0
   if arg == "quick":
-    config.data = data_lib.default_config("digits")
+    config.data = defaults.data_config("digits")
     config.model.channels, config.model.num_cells = 8, 5
     config.batch_size = 64
     t.epochs, t.warmup_epochs = 3, 1.0

@@ -53,6 +53,19 @@ def train_block() -> ml_collections.ConfigDict:
   })
 
 
+def data_config(name: str) -> ml_collections.ConfigDict:
+  """``unas_jax.data.default_config(name)`` with ``data_dir`` and ``npz_path`` as strings ('' = unset).
+
+  ml_collections cannot override a field whose value is None from the command
+  line (``--config.data.npz_path=...`` fails with "Type NoneType ... is not
+  supported for overriding"); the data layer reads '' as unset.
+  """
+  config = data_lib.default_config(name)
+  config.data_dir = ""
+  config.npz_path = ""
+  return config
+
+
 def base_config(name: str, dataset: str, space: str = "darts") -> ml_collections.ConfigDict:
   """The whole config of an ``evaluate`` job with the default blocks."""
   config = ml_collections.ConfigDict()
@@ -60,7 +73,7 @@ def base_config(name: str, dataset: str, space: str = "darts") -> ml_collections
   config.name = name
   config.seed = 0
   config.batch_size = 128
-  config.data = data_lib.default_config(dataset)
+  config.data = data_config(dataset)
   config.mesh = ml_collections.ConfigDict({"num_devices": 0})
   config.model = model_block(space)
   config.train = train_block()
