@@ -147,10 +147,11 @@ def test_proxyless_adapter_call_convention_and_counts():
   from unas_jax.nn import proxyless_network  # pylint: disable=import-outside-toplevel
   config = _config("proxyless_imagenet_eval", "quick")
   network = networks.from_config(config.model)
-  model = network.build(_Info())
-  logits, aux = model(np.zeros((2, 32, 32, 3), np.float32), train=True, key=jax.random.key(0), drop_path=0.0)
+  model_def, _, w, stats = functional.split(network.abstract(_Info()))
+  x = jax.ShapeDtypeStruct((2, 32, 32, 3), np.float32)
+  logits, aux = jax.eval_shape(lambda w, stats, x: functional.apply(
+      model_def, w, stats, x, train=True, key=jax.random.key(0), drop_path=0.0)[0], w, stats, x)
   assert logits.shape == (2, 10) and aux is None
-  _, _, w, _ = functional.split(model)
   widths = tuple(int(v) for v in config.model.widths.split(","))
   assert trainer.count_params(w) == proxyless_network.count_params("unas_proxyless", widths, 10)
   assert not any(network.is_aux(p) for p in [("net", "stem")])
