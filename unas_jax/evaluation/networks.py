@@ -76,7 +76,8 @@ class DartsEvalNetwork:
   @property
   def name(self) -> str:
     what = self.genotype_name or "genotype"
-    return f"{what} Network{'CIFAR' if self.network == 'cifar' else 'ImageNet'}({self.num_cells} cells, C={self.channels})"
+    kind = "CIFAR" if self.network == "cifar" else "ImageNet"
+    return f"{what} Network{kind}({self.num_cells} cells, C={self.channels})"
 
   def _kwargs(self, info) -> dict[str, Any]:
     return dict(network=self.network, num_classes=int(info.num_classes), channels=self.channels,

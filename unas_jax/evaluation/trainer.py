@@ -75,8 +75,8 @@ def make_optimizer(train_config: ml_collections.ConfigDict, global_batch: int, s
   schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1),
                                                 end_value=0.0)
   tx = optax.chain(optax.clip_by_global_norm(t.grad_clip) if t.grad_clip else optax.identity(),
-                   optax.add_decayed_weights(t.weight_decay, mask=decay_mask), optax.sgd(schedule, momentum=t.momentum,
-                                                                         nesterov=t.get("nesterov", False)))
+                   optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
+                   optax.sgd(schedule, momentum=t.momentum, nesterov=t.get("nesterov", False)))
   return tx, schedule, total_steps
 
 
