@@ -61,8 +61,13 @@ class TrainConfig:
   ema_decay: float = 0.0
 
 
-def make_optimizer(train_config: ml_collections.ConfigDict, global_batch: int, steps_per_epoch: int):
-  """SGD(momentum) with clip, L2 decay, warm-up + cosine; returns ``(tx, schedule, total_steps)``."""
+def make_optimizer(train_config: ml_collections.ConfigDict, global_batch: int, steps_per_epoch: int,
+                   decay_mask: PyTree | None = None):
+  """SGD(momentum) with clip, L2 decay, warm-up + cosine; returns ``(tx, schedule, total_steps)``.
+
+  ``decay_mask``: a pytree of bools over ``w`` (True: decayed); None decays
+  every weight, as PyTorch's ``SGD(weight_decay=...)`` on ``model.parameters()``.
+  """
   t = train_config
   total_steps = int(t.max_steps) if t.get("max_steps") else int(t.epochs * steps_per_epoch)
   warmup = min(int(t.warmup_epochs * steps_per_epoch), max(0, total_steps - 1))
@@ -70,9 +75,27 @@ def make_optimizer(train_config: ml_collections.ConfigDict, global_batch: int, s
   schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1),
                                                 end_value=0.0)
   tx = optax.chain(optax.clip_by_global_norm(t.grad_clip) if t.grad_clip else optax.identity(),
-                   optax.add_decayed_weights(t.weight_decay), optax.sgd(schedule, momentum=t.momentum,
-                                                                         nesterov=t.get("nesterov", False)))
+                   optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
+                   optax.sgd(schedule, momentum=t.momentum, nesterov=t.get("nesterov", False)))
   return tx, schedule, total_steps
+
+
+def weight_decay_mask(module, w: PyTree) -> PyTree:
+  """True for every weight except the parameters of normalisation layers (no decay on BN, ProxylessNAS).
+
+  A normalisation layer is a module that holds ``nnx.BatchStat`` variables; its
+  ``nnx.Param`` entries (scale, bias) are excluded.
+  """
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  bn_modules = set()
+  for path, node in nnx.iter_graph(module):
+    if isinstance(node, nnx.Module) and any(isinstance(v, nnx.BatchStat) for v in vars(node).values()):
+      bn_modules.add(tuple(path))
+
+  def decayed(path, _):
+    names = tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path)
+    return names[:-1] not in bn_modules
+  return jax.tree_util.tree_map_with_path(decayed, w)
 
 
 def init_state(seed: int, w, stats, tx) -> TrainState:
@@ -92,7 +115,8 @@ def make_train_step(model_def: functional.ModelDef, tx, cfg: TrainConfig, mesh, 
     x, y = batch
     device = jax.lax.axis_index(DATA_AXIS)
     key = jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step), device)
-    drop_path = cfg.drop_path * state.step.astype(jnp.float32) / cfg.total_steps
+    # A Python 0 when drop-path is off, so that networks skip drawing masks.
+    drop_path = (cfg.drop_path * state.step.astype(jnp.float32) / cfg.total_steps) if cfg.drop_path else 0.0
 
     def loss_fn(w):
       out, new_stats = functional.apply(model_def, w, state.stats, x, None, train=True, key=key,
@@ -111,7 +135,7 @@ def make_train_step(model_def: functional.ModelDef, tx, cfg: TrainConfig, mesh, 
     ema_w = w if not cfg.ema_decay else jax.tree.map(
         lambda e, v: cfg.ema_decay * e + (1.0 - cfg.ema_decay) * v, state.ema_w, w)
     metrics = jax.lax.pmean({"loss": loss, "acc": acc}, DATA_AXIS)
-    metrics.update(grad_norm=optax.global_norm(grads), drop_path=drop_path)
+    metrics.update(grad_norm=optax.global_norm(grads), drop_path=jnp.asarray(drop_path, jnp.float32))
     if schedule is not None:
       metrics["lr"] = schedule(state.step)
     return state.replace(step=state.step + 1, w=w, stats=new_stats, opt=opt, ema_w=ema_w), metrics
@@ -178,6 +202,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   ``macs(info) -> int`` and ``name``.
   """
   t = config.train
+  check_train_config(config)
   is_main = jax.process_index() == 0
   dataset = data_lib.load(config.data)
   info = dataset.info
@@ -196,7 +221,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   global_batch = config.batch_size
   mesh_lib.check_batch(global_batch, mesh)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, "train", global_batch, jax.process_count())
-  tx, schedule, total_steps = make_optimizer(t, global_batch, steps_per_epoch)
+  decay_mask = weight_decay_mask(module, w) if t.get("no_decay_bn", False) else None
+  tx, schedule, total_steps = make_optimizer(t, global_batch, steps_per_epoch, decay_mask)
   cfg = TrainConfig(label_smoothing=t.label_smoothing, aux_weight=t.aux_weight if config.model.auxiliary else 0.0,
                     drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
   state = mesh_lib.put_replicated(init_state(config.seed, w, stats, tx), mesh)
@@ -218,6 +244,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   stop = StopRequest().install()
   progress = Progress(total_steps, start, f"train {network.name}")
   eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
+  stop_at_step = int(t.get("stop_at_step", -1))  # >= 0: save and stop there, as if interrupted (tests)
   result: dict[str, Any] = {}
   try:
     step = start
@@ -228,7 +255,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         writer.write_scalars(step, metrics)
         history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
-        progress.update(step, config.log_every * global_batch, loss=metrics["loss"], acc=metrics["acc"])
+        progress.update(step, global_batch, loss=metrics["loss"], acc=metrics["acc"])
       else:
         progress.update(step, global_batch)
       if step % eval_every == 0 or step == total_steps:
@@ -238,11 +265,13 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
         history.append({"step": step, "epoch": step / steps_per_epoch, "phase": "test", **result})
         progress.write(f"epoch {step / steps_per_epoch:.1f}: test top-1 {result['top1']:.4f} "
                        f"top-5 {result['top5']:.4f}")
-      if step % config.checkpoint_every == 0 or step == total_steps or stop.requested:
+      stopping = stop.requested or step == stop_at_step
+      if step % config.checkpoint_every == 0 or step == total_steps or stopping:
         checkpointer.save(step, state, {"step": step}, force=True)
-      if stop.requested:
+      if stopping:
         checkpointer.wait()
-        progress.write(f"Stopped by {stop.signal_name} at step {step}; checkpoint saved. Rerun to resume.")
+        why = stop.signal_name if stop.requested else "train.stop_at_step"
+        progress.write(f"Stopped by {why} at step {step}; checkpoint saved. Rerun to resume.")
         return {"stopped_at": step}
   finally:
     progress.close()

@@ -1,0 +1,275 @@
+"""Evaluation networks of the DARTS space (unas_jax/nn/darts_network.py)."""
+import json
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from unas_jax.errors import ConfigError
+from unas_jax.evaluation import defaults, networks
+from unas_jax.nn import darts_network as dn
+from unas_jax.nn import functional, ops
+from unas_jax.spaces import darts
+
+# Reference counts, obtained by building the PyTorch reference networks (torch 2.13, CPU):
+# NVlabs/unas darts/model.py (Network with dataset='cifar10' for CIFAR, NetworkImageNet with its
+# default bn=True) for the UNAS genotypes of darts/genotypes.py with set_primitives(-1), and
+# quark0/darts cnn/model.py (NetworkCIFAR, NetworkImageNet) for DARTS_V2; CIFAR: C=36, 20 cells;
+# ImageNet: C=48, 14 cells, 1000 classes. params = sum(p.numel()) with auxiliary=True;
+# without_aux subtracts the 'auxiliary_head.*' parameters. Multiply-adds: forward hooks on every
+# nn.Conv2d (output elements x C_in/groups x k x k) and nn.Linear (in x out), auxiliary=False,
+# eval mode, one 32x32 (CIFAR) or 224x224 (ImageNet) image.
+REFERENCE = {
+    # (genotype, setting): (params, params_without_aux, multiply_adds)
+    ("unas_cifar10", "cifar10"): (3807192, 3330766, 516304512),
+    ("unas_cifar10", "cifar100"): (3928332, 3382696, 516356352),
+    ("unas_cifar10", "imagenet"): (6113160, 4850848, 530212608),
+    ("unas_cifar100", "cifar10"): (4491696, 4015270, 614067840),
+    ("unas_cifar100", "cifar100"): (4612836, 4067200, 614119680),
+    ("unas_cifar100", "imagenet"): (6977160, 5714848, 621940608),
+    ("unas_imagenet", "cifar10"): (4291032, 3814606, 584042112),
+    ("unas_imagenet", "cifar100"): (4412172, 3866536, 584093952),
+    ("unas_imagenet", "imagenet"): (6741192, 5478880, 595184256),
+    ("darts_v2", "cifar10"): (3825768, 3349342, 528359040),
+    ("darts_v2", "cifar100"): (3946908, 3401272, 528410880),
+    ("darts_v2", "imagenet"): (5979528, 4718752, 529911552),  # DARTS's ImageNet aux head: no BN(768)
+}
+SETTINGS = {
+    "cifar10": dict(network="cifar", num_classes=10, channels=36, num_cells=20),
+    "cifar100": dict(network="cifar", num_classes=100, channels=36, num_cells=20),
+    "imagenet": dict(network="imagenet", num_classes=1000, channels=48, num_cells=14),
+}
+IMAGE = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "imagenet": (224, 224, 3)}
+
+
+def _aux_bn(genotype):
+  return genotype != "darts_v2"
+
+
+@pytest.mark.parametrize("genotype,setting", sorted(REFERENCE))
+def test_parameter_counts_equal_reference(genotype, setting):
+  model = dn.abstract(genotype, aux_head_bn=_aux_bn(genotype), **SETTINGS[setting])
+  params, without_aux, _ = REFERENCE[(genotype, setting)]
+  assert dn.count_params(model) == params
+  assert dn.count_params(model, with_aux=False) == without_aux
+
+
+@pytest.mark.parametrize("genotype,setting", [("unas_cifar10", "cifar10"), ("unas_imagenet", "imagenet")])
+def test_multiply_adds_equal_reference(genotype, setting):
+  kwargs = dict(SETTINGS[setting])
+  macs = dn.network_macs(genotype, IMAGE[setting], **kwargs)
+  assert macs == REFERENCE[(genotype, setting)][2]
+  if setting == "imagenet":
+    assert macs < 600e6  # the mobile setting
+
+
+def test_aux_head_bn_is_the_only_difference_between_the_imagenet_heads():
+  with_bn = dn.abstract("darts_v2", aux_head_bn=True, **SETTINGS["imagenet"])
+  without = dn.abstract("darts_v2", aux_head_bn=False, **SETTINGS["imagenet"])
+  assert dn.count_params(with_bn) - dn.count_params(without) == 2 * 768
+  assert dn.count_params(with_bn, with_aux=False) == dn.count_params(without, with_aux=False)
+
+
+def test_jaxpr_macs_counts_convolutions_and_matmuls():
+  def f(x, k, dw, m):
+    y = jax.lax.conv_general_dilated(x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    z = jax.lax.conv_general_dilated(y, dw, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     feature_group_count=8)
+    return jnp.mean(z, axis=(1, 2)) @ m
+  args = (jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 3, 8)), jnp.zeros((3, 3, 1, 8)), jnp.zeros((8, 5)))
+  jaxpr = jax.make_jaxpr(jax.jit(f))(*args).jaxpr  # inside a pjit: counted through the call
+  assert dn.jaxpr_macs(jaxpr) == 4 * 4 * 8 * 27 + 4 * 4 * 8 * 9 + 8 * 5
+
+
+def _kwargs(**kwargs):
+  return dict(dict(network="cifar", num_classes=10, channels=4, num_cells=3), **kwargs)
+
+
+def _x(n=4, size=32):
+  return jax.random.normal(jax.random.key(1), (n, size, size, 3))
+
+
+def _shapes(genotype="unas_cifar10", *, size=32, train=False, **kwargs):
+  """Output shapes of ``model(x, train=...)`` by abstract evaluation (no compile, no compute)."""
+  model_def, _, w, stats = functional.split(dn.abstract(genotype, **_kwargs(**kwargs)))
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  return jax.eval_shape(lambda w, stats, x: functional.apply(model_def, w, stats, x, train=train,
+                                                             key=jax.random.key(0))[0], w, stats, x)
+
+
+class _Tiny:
+  """A 3-cell, 4-channel network with one jitted training forward and one jitted eval forward."""
+
+  def __init__(self):
+    # Shapes from the abstract network, values drawn here: building eagerly compiles one random
+    # kernel per weight shape (tens of seconds on 2 cores), which these tests do not need.
+    self.model_def, _, w, stats = functional.split(dn.abstract("unas_cifar10", **_kwargs()))
+    rng = np.random.default_rng(0)
+    self.w = jax.tree.map(lambda a: jnp.asarray(rng.uniform(-0.3, 0.3, a.shape), jnp.float32), w)
+    self.stats = jax.tree_util.tree_map_with_path(
+        lambda p, a: jnp.full(a.shape, 1.0 if p[-1].key == "var" else 0.0, jnp.float32), stats)
+    self.train = jax.jit(lambda w, stats, x, key, rate: functional.apply(
+        self.model_def, w, stats, x, train=True, key=key, drop_path=rate)[0])
+    self.eval = jax.jit(lambda w, stats, x: functional.apply(self.model_def, w, stats, x, train=False)[0])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  return _Tiny()
+
+
+class _Info:
+  num_classes = 10
+  image_shape = (32, 32, 3)
+
+
+def test_genotype_json_from_a_search_loads_and_builds(tmp_path):
+  genotype = darts.get_genotype("unas_cifar100")
+  (tmp_path / "genotype").mkdir()
+  path = tmp_path / "genotype" / "genotype.json"
+  darts.Genotype(genotype.normal, genotype.reduce, {"dataset": "cifar10", "step": 123}).save(path)
+  model = defaults.model_block("darts")
+  model.genotype = str(path)
+  model.channels, model.num_cells = 8, 5
+  network = networks.from_config(model)
+  assert network.genotype == genotype
+  built = network.abstract(_Info())
+  reference = dn.abstract("unas_cifar100", network="cifar", num_classes=10, channels=8, num_cells=5)
+  assert dn.count_params(built) == dn.count_params(reference)
+  logits, aux = _shapes(str(path))
+  assert logits.shape == (2, 10) and aux is None
+
+
+def test_aux_head_only_in_training(tiny):
+  logits, aux = tiny.train(tiny.w, tiny.stats, _x(), jax.random.key(0), 0.0)
+  assert logits.shape == (4, 10) and aux.shape == (4, 10)
+  logits, aux = tiny.eval(tiny.w, tiny.stats, _x())
+  assert logits.shape == (4, 10) and aux is None
+  _, aux = _shapes(auxiliary=False, train=True)
+  assert aux is None
+
+
+def test_eval_output_does_not_depend_on_the_aux_head(tiny):
+  shifted = jax.tree_util.tree_map_with_path(
+      lambda p, v: v + 1.0 if dn.is_aux(tuple(getattr(k, "key", k) for k in p)) else v, tiny.w)
+  np.testing.assert_array_equal(tiny.eval(tiny.w, tiny.stats, _x())[0], tiny.eval(shifted, tiny.stats, _x())[0])
+  key = jax.random.key(0)
+  logits, aux = tiny.train(tiny.w, tiny.stats, _x(), key, 0.0)
+  logits2, aux2 = tiny.train(shifted, tiny.stats, _x(), key, 0.0)
+  np.testing.assert_array_equal(logits, logits2)  # the aux head is a side branch
+  assert not np.allclose(aux, aux2)  # ... used in training
+
+
+def test_drop_path_is_identity_at_eval_and_active_in_training(tiny):
+  x, key = _x(), jax.random.key(3)
+  base = tiny.eval(tiny.w, tiny.stats, x)[0]
+  eval_dropped = jax.jit(lambda w, stats, x, key, rate: functional.apply(
+      tiny.model_def, w, stats, x, train=False, key=key, drop_path=rate)[0][0])
+  np.testing.assert_array_equal(base, eval_dropped(tiny.w, tiny.stats, x, key, 0.6))
+  train0 = tiny.train(tiny.w, tiny.stats, x, key, 0.0)[0]
+  train6 = tiny.train(tiny.w, tiny.stats, x, key, 0.6)[0]
+  assert not np.allclose(train0, train6)
+  assert np.allclose(train0, tiny.train(tiny.w, tiny.stats, x, jax.random.key(4), 0.0)[0])
+
+
+def test_drop_path_scales_kept_examples_by_one_over_keep():
+  x = jnp.ones((1000, 2, 2, 3))
+  y = np.asarray(dn.drop_path(x, 0.25, jax.random.key(0)))
+  per_example = y[:, 0, 0, 0]
+  assert set(np.unique(per_example)) <= {0.0, np.float32(1 / 0.75)}
+  assert np.all(y == y[:, :1, :1, :1])  # one decision per example
+  assert abs((per_example > 0).mean() - 0.75) < 0.05
+
+
+def _cell_fn(nodes):
+  cell = dn.Cell(nodes, 8, 8, 8, reduction=False, reduction_prev=False, rngs=nnx.Rngs(0))
+  model_def, _, w, stats = functional.split(cell)
+  return jax.jit(lambda s, rate: functional.merge(model_def, None, w, stats)(
+      s, s, train=True, key=jax.random.key(1), drop_path_rate=rate))
+
+
+def test_identity_edges_are_never_dropped():
+  s = jax.random.normal(jax.random.key(0), (6, 8, 8, 8))
+  skips = _cell_fn(tuple(darts.Node((0, 1), ("skip_connect", "skip_connect")) for _ in range(4)))
+  np.testing.assert_array_equal(skips(s, 0.0), skips(s, 0.9))
+  convs = _cell_fn(tuple(darts.Node((0, 1), ("sep_conv_3x3", "skip_connect")) for _ in range(4)))
+  assert not np.allclose(convs(s, 0.0), convs(s, 0.9))
+
+
+def test_nodes_may_read_the_same_state_twice_and_reduction_cells_halve():
+  nodes = (darts.Node((0, 0), ("sep_conv_5x5", "skip_connect")), darts.Node((2, 2), ("avg_pool_3x3", "none")))
+  cell = nnx.eval_shape(lambda: dn.Cell(nodes, 6, 6, 4, reduction=True, reduction_prev=False,
+                                        rngs=dn.KeyStream(0)))
+  assert len(cell.edges) == 4 and isinstance(cell.edges[1], ops.FactorizedReduce)
+  model_def, _, w, stats = functional.split(cell)
+  s = jax.ShapeDtypeStruct((2, 8, 8, 6), jnp.float32)
+  out = jax.eval_shape(lambda w, stats, s: functional.merge(model_def, None, w, stats)(s, s, train=False),
+                       w, stats, s)
+  assert out.shape == (2, 4, 4, 8)
+
+
+def test_darts_op_set_genotype_with_none_builds():
+  g = darts.genotype_from_indices([([0, 1], [0, 3])] * 4, [([0, 1], [1, 7])] * 4, op_names=darts.DARTS_OPS)
+  logits, _ = _shapes(g)
+  assert logits.shape == (2, 10)
+
+
+def test_imagenet_network_shapes():
+  logits, aux = _shapes("unas_imagenet", network="imagenet", num_classes=7, channels=8, num_cells=3,
+                        auxiliary=False, size=64, train=True)
+  assert logits.shape == (2, 7) and aux is None
+  logits, aux = _shapes("unas_imagenet", network="imagenet", num_classes=7, channels=8, num_cells=3,
+                        size=224, train=True)
+  assert logits.shape == aux.shape == (2, 7)
+
+
+def test_aux_head_on_a_wrong_size_fails_with_a_config_error():
+  with pytest.raises(ConfigError, match="auxiliary head needs an 8x8"):
+    _shapes(size=16, train=True)
+
+
+def _one_line(excinfo):
+  message = str(excinfo.value)
+  assert "\n" not in message and message
+  return message
+
+
+def test_bad_genotypes_are_rejected_with_one_line_messages(tmp_path):
+  with pytest.raises(ConfigError) as e:
+    darts.genotype_from_indices([([0, 1], [1, 7])] * 4, [([0, 1], [1, 1])] * 4)
+  assert "op index 7" in _one_line(e)
+  good = darts.get_genotype("unas_cifar10").to_dict()
+
+  def write(d, name):
+    path = tmp_path / name
+    path.write_text(json.dumps(d))
+    model = defaults.model_block("darts")
+    model.genotype = str(path)
+    return model
+
+  later = json.loads(json.dumps(good))
+  later["normal"][1]["inputs"] = [0, 4]
+  with pytest.raises(ConfigError) as e:
+    networks.from_config(write(later, "later.json"))
+  assert "later node 2" in _one_line(e)
+  bad_op = json.loads(json.dumps(good))
+  bad_op["reduce"][0]["ops"] = ["sep_conv_9x9", "skip_connect"]
+  with pytest.raises(ConfigError) as e:
+    networks.from_config(write(bad_op, "bad_op.json"))
+  assert "sep_conv_9x9" in _one_line(e)
+  three = json.loads(json.dumps(good))
+  three["normal"], three["reduce"] = three["normal"][:3], three["reduce"][:3]
+  three.pop("normal_concat"), three.pop("reduce_concat")
+  with pytest.raises(ConfigError) as e:
+    networks.from_config(write(three, "three.json"))
+  assert "3 nodes" in _one_line(e)
+  with pytest.raises(ConfigError) as e:
+    networks.from_config(write({"normal": []}, "nonsense.json"))
+  _one_line(e)
+  missing = defaults.model_block("darts")
+  missing.genotype = str(tmp_path / "absent.json")
+  with pytest.raises(ConfigError) as e:
+    networks.from_config(missing)
+  assert "does not exist" in _one_line(e)

@@ -1,0 +1,228 @@
+"""The network a training run evaluates, built from ``config.model`` (DESIGN.md section 7).
+
+:func:`from_config` returns an adapter that the trainer
+(:func:`unas_jax.evaluation.trainer.run_training`) uses::
+
+    network.name                  # for logs and the summary
+    network.build(info)           # the nnx.Module, for a dataset's DatasetInfo
+    network.abstract(info)        # the same with shape-only variables (cheap)
+    network.is_aux(path)          # whether a ``w`` path belongs to the auxiliary head
+    network.macs(info)            # multiply-adds of one image through the inference network
+
+``config.model`` keys:
+
+  space          'darts' (cell networks, :mod:`unas_jax.nn.darts_network`) or
+                 'proxyless' (the 21-layer MBConv network,
+                 ``unas_jax.nn.proxyless_network``).
+  genotype       a built-in name (darts: ``unas_cifar10``, ``unas_cifar100``,
+                 ``unas_imagenet``, ``darts_v2``; proxyless: ``unas_proxyless``,
+                 ``proxylessnas_gpu``) or the path of a genotype JSON file written
+                 by a search (``<search workdir>/genotype/genotype.json``).
+  network        darts: 'cifar' (NetworkCIFAR) or 'imagenet' (NetworkImageNet).
+  channels       darts: initial channels C (0: 36 for cifar, 48 for imagenet).
+  num_cells      darts: cells (0: 20 for cifar, 14 for imagenet).
+  num_nodes      darts: intermediate nodes the genotype must have (0: any).
+  auxiliary      darts: auxiliary head after the second reduction cell.
+  aux_head_bn    darts imagenet: BatchNorm after the auxiliary head's 2x2 conv,
+                 'true' | 'false' | 'auto' (as the genotype's reference: DARTS's
+                 head for ``darts_v2`` has none, UNAS's has one).
+  widths         proxyless: 'gpu', 'mobile' or 9 comma-separated ints.
+  dropout        proxyless: dropout before the classifier in training.
+  depthwise_impl 'auto' | 'slices' | 'xla' (:mod:`unas_jax.nn.depthwise`).
+
+The proxyless network comes from ``unas_jax.nn.proxyless_network`` and is
+imported only when asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, Sequence
+
+from flax import nnx
+import jax
+import ml_collections
+
+from unas_jax.errors import ConfigError
+from unas_jax.evaluation.defaults import model_block as default_model_config  # noqa: F401 (re-export)
+from unas_jax.nn import darts_network
+from unas_jax.spaces import darts
+
+SPACES = ("darts", "proxyless")
+DARTS_NETWORKS = ("cifar", "imagenet")
+_DEFAULTS = {"cifar": (36, 20), "imagenet": (48, 14)}
+
+
+def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
+  low = 0 if allow_zero else 1
+  if isinstance(value, bool) or not isinstance(value, int) or value < low:
+    raise ConfigError(f"config.model.{name}={value!r} must be an integer >= {low}")
+  return value
+
+
+@dataclasses.dataclass(frozen=True)
+class DartsEvalNetwork:
+  """A DARTS-space evaluation network (NetworkCIFAR / NetworkImageNet) of one genotype."""
+  genotype: darts.Genotype
+  network: str = "cifar"
+  channels: int = 36
+  num_cells: int = 20
+  auxiliary: bool = True
+  aux_head_bn: bool = True
+  depthwise_impl: str = "auto"
+  seed: int = 0
+  genotype_name: str = ""
+
+  @property
+  def name(self) -> str:
+    what = self.genotype_name or "genotype"
+    kind = "CIFAR" if self.network == "cifar" else "ImageNet"
+    return f"{what} Network{kind}({self.num_cells} cells, C={self.channels})"
+
+  def _kwargs(self, info) -> dict[str, Any]:
+    return dict(network=self.network, num_classes=int(info.num_classes), channels=self.channels,
+                num_cells=self.num_cells, auxiliary=self.auxiliary, in_channels=int(info.image_shape[-1]),
+                aux_head_bn=self.aux_head_bn, depthwise_impl=self.depthwise_impl)
+
+  def build(self, info) -> nnx.Module:
+    return darts_network.build(self.genotype, rngs=nnx.Rngs(self.seed), **self._kwargs(info))
+
+  def abstract(self, info) -> nnx.Module:
+    return darts_network.abstract(self.genotype, **self._kwargs(info))
+
+  def is_aux(self, path: Sequence[Any]) -> bool:
+    return darts_network.is_aux(path)
+
+  def macs(self, info) -> int:
+    kwargs = self._kwargs(info)
+    kwargs.pop("in_channels")
+    return darts_network.network_macs(self.genotype, tuple(info.image_shape), **kwargs)
+
+
+def _proxyless_modules():
+  """``(unas_jax.nn.proxyless_network, unas_jax.spaces.proxyless)``; ConfigError when absent."""
+  try:
+    network = importlib.import_module("unas_jax.nn.proxyless_network")
+    space = importlib.import_module("unas_jax.spaces.proxyless")
+  except ImportError as e:
+    raise ConfigError(f"model.space='proxyless' needs unas_jax.nn.proxyless_network, which this checkout "
+                      f"lacks ({e}); use model.space='darts'") from None
+  return network, space
+
+
+class _ProxylessCall(nnx.Module):
+  """Gives ``ProxylessNetwork`` the evaluation call convention (``drop_path`` accepted, no aux logits).
+
+  The ProxylessNAS network has no drop-path and no auxiliary head (the recipe
+  does not use them); ``drop_path`` must be 0.
+  """
+
+  def __init__(self, net: nnx.Module):
+    self.net = net
+
+  def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
+               drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, None]:
+    del drop_path
+    return self.net(x, arch, train=train, key=key), None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxylessEvalNetwork:
+  """The ProxylessNAS-space network of one genotype (``zero`` layers removed)."""
+  genotype: str
+  widths: Any = "gpu"
+  dropout: float = 0.0
+  depthwise_impl: str = "auto"
+  seed: int = 0
+
+  @property
+  def name(self) -> str:
+    widths = self.widths if isinstance(self.widths, str) else "x".join(map(str, self.widths))
+    return f"{self.genotype} ProxylessNetwork({widths} widths)"
+
+  def _check(self, info) -> None:
+    h, w, c = info.image_shape
+    if c != 3:
+      raise ConfigError(f"the ProxylessNAS network reads 3-channel images, the data has {c}; "
+                        "set --config.data.channels=3")
+    if h != w:
+      raise ConfigError(f"the ProxylessNAS network needs square images, the data is {h}x{w}")
+
+  def build(self, info) -> nnx.Module:
+    self._check(info)
+    network, _ = _proxyless_modules()
+    net = network.ProxylessNetwork(self.genotype, self.widths, int(info.num_classes), rngs=nnx.Rngs(self.seed),
+                                   dropout=self.dropout, depthwise_impl=self.depthwise_impl)
+    return _ProxylessCall(net)
+
+  def abstract(self, info) -> nnx.Module:
+    return nnx.eval_shape(lambda: self.build(info))
+
+  def is_aux(self, path: Sequence[Any]) -> bool:
+    del path
+    return False
+
+  def macs(self, info) -> int:
+    self._check(info)
+    network, _ = _proxyless_modules()
+    return int(network.count_macs(self.genotype, self.widths, int(info.image_shape[0]), int(info.num_classes)))
+
+
+def _genotype_label(spec: str) -> str:
+  if spec in darts.BUILTIN_GENOTYPES:
+    return spec
+  return f"genotype {spec}"
+
+
+def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNetwork | ProxylessEvalNetwork:
+  """The adapter for ``config.model`` (see the module docstring).
+
+  Raises:
+    ConfigError: an unknown space or network, a bad size, a genotype that is
+      neither a built-in name nor a readable, valid genotype JSON file.
+  """
+  space = model.get("space", "darts")
+  if space not in SPACES:
+    raise ConfigError(f"config.model.space={space!r} is not one of {list(SPACES)}")
+  spec = model.get("genotype")
+  if not isinstance(spec, str) or not spec:
+    raise ConfigError("config.model.genotype must name a built-in genotype or a genotype JSON file")
+  impl = model.get("depthwise_impl", "auto")
+  if impl not in ("auto", "slices", "xla"):
+    raise ConfigError(f"config.model.depthwise_impl={impl!r} is not one of ['auto', 'slices', 'xla']")
+  if space == "proxyless":
+    if model.get("auxiliary", False):
+      raise ConfigError("the ProxylessNAS network has no auxiliary head; set --config.model.auxiliary=False")
+    dropout = float(model.get("dropout", 0.0))
+    if not 0.0 <= dropout < 1.0:
+      raise ConfigError(f"config.model.dropout={dropout} must lie in [0, 1)")
+    _, proxyless_space = _proxyless_modules()
+    proxyless_space.get_genotype(spec)  # validates (ConfigError with the reason)
+    widths = model.get("widths", "gpu")
+    if isinstance(widths, str) and "," in widths:
+      try:
+        widths = tuple(int(w) for w in widths.split(","))
+      except ValueError:
+        raise ConfigError(f"config.model.widths={widths!r}: use 'gpu', 'mobile' or 9 comma-separated "
+                          "integers") from None
+    elif not isinstance(widths, str):
+      widths = tuple(int(w) for w in widths)
+    proxyless_space.resolve_widths(widths)
+    return ProxylessEvalNetwork(spec, widths, dropout, impl, seed)
+
+  network = model.get("network", "cifar")
+  if network not in DARTS_NETWORKS:
+    raise ConfigError(f"config.model.network={network!r} is not one of {list(DARTS_NETWORKS)}")
+  channels = _positive_int("channels", model.get("channels", 0), allow_zero=True) or _DEFAULTS[network][0]
+  num_cells = _positive_int("num_cells", model.get("num_cells", 0), allow_zero=True) or _DEFAULTS[network][1]
+  if num_cells < 3:
+    raise ConfigError(f"config.model.num_cells={num_cells} must be >= 3 (two of the cells are reduction cells)")
+  num_nodes = _positive_int("num_nodes", model.get("num_nodes", 0), allow_zero=True) or None
+  genotype = darts.resolve_genotype(spec, num_nodes=num_nodes)
+  aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
+  if aux_head_bn not in ("auto", "true", "false"):
+    raise ConfigError(f"config.model.aux_head_bn={aux_head_bn!r} is not one of ['auto', 'true', 'false']")
+  # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
+  aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
+  return DartsEvalNetwork(genotype, network, channels, num_cells, bool(model.get("auxiliary", True)),
+                          bool(aux_head_bn), impl, seed, _genotype_label(spec))

@@ -1,0 +1,113 @@
+r"""The ``evaluate`` job: train a found architecture from scratch (DESIGN.md section 7).
+
+    python -m unas_jax.main --config=configs/darts_cifar10_eval.py:quick --workdir=/tmp/eval
+    python -m unas_jax.main --config=configs/darts_cifar10_eval.py \
+        --config.model.genotype=/tmp/search/genotype/genotype.json --workdir=/tmp/eval
+    python -m unas_jax.main --config=configs/darts_imagenet_eval.py --config.summary_only=True
+
+Validates the config (one-line ``ConfigError`` messages), prints the network
+summary (parameters with and without the auxiliary head, multiply-adds of one
+image), then trains with :func:`unas_jax.evaluation.trainer.run_training`,
+which writes checkpoints (rerun to resume), ``history.jsonl``, TensorBoard
+scalars, curves and ``results.json`` (test top-1/top-5) to the workdir.
+
+``--config.summary_only=True`` prints the summary, writes
+``network_summary.json`` and stops. For cifar10, cifar100 and imagenet2012 it
+needs no data (their class counts and image sizes are known).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import ml_collections
+
+from unas_jax import data as data_lib
+from unas_jax.errors import ConfigError
+from unas_jax.evaluation import networks
+from unas_jax.evaluation import trainer
+
+# Sources whose class count and native image size are known without loading them.
+_KNOWN_SOURCES = {"cifar10": (10, 32, 3), "cifar100": (100, 32, 3), "imagenet2012": (1000, 224, 3)}
+
+
+def _number(config: ml_collections.ConfigDict, path: str, low: float, high: float = float("inf"), *,
+            low_open: bool = False, integer: bool = False) -> None:
+  holder = config
+  *parents, leaf = path.split(".")
+  for p in parents:
+    holder = holder[p]
+  value = holder.get(leaf)
+  kind = int if integer else (int, float)
+  ok = isinstance(value, kind) and not isinstance(value, bool)
+  if ok:
+    ok = (value > low if low_open else value >= low) and value <= high
+  if not ok:
+    bound = f"> {low}" if low_open else f">= {low}"
+    upper = "" if high == float("inf") else f" and <= {high}"
+    raise ConfigError(f"config.{path}={value!r} must be {'an integer' if integer else 'a number'} {bound}{upper}")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError for a missing block or a value out of range (before anything is built)."""
+  for block in ("model", "train", "data", "mesh"):
+    if block not in config:
+      raise ConfigError(f"config.{block} is missing; start from configs/darts_cifar10_eval.py")
+  _number(config, "batch_size", 1, integer=True)
+  _number(config, "seed", 0, integer=True)
+  _number(config, "log_every", 1, integer=True)
+  _number(config, "checkpoint_every", 1, integer=True)
+  _number(config, "eval_every_epochs", 0.0, low_open=True)
+  t = config.train
+  _number(config, "train.epochs", 0.0)
+  _number(config, "train.max_steps", 0, integer=True)
+  if t.epochs <= 0 and t.max_steps <= 0:
+    raise ConfigError("config.train.epochs (or train.max_steps) must be positive")
+  _number(config, "train.warmup_epochs", 0.0)
+  _number(config, "train.lr", 0.0, low_open=True)
+  _number(config, "train.lr_reference_batch", 0, integer=True)
+  _number(config, "train.momentum", 0.0, 1.0)
+  _number(config, "train.weight_decay", 0.0)
+  _number(config, "train.grad_clip", 0.0)
+  _number(config, "train.label_smoothing", 0.0, 1.0)
+  _number(config, "train.aux_weight", 0.0)
+  trainer.check_train_config(config)
+  if config.model.get("space", "darts") == "proxyless" and t.drop_path:
+    raise ConfigError("the ProxylessNAS network has no drop-path; set --config.train.drop_path=0")
+
+
+def nominal_info(data_config: Any) -> data_lib.DatasetInfo | None:
+  """The DatasetInfo of a tfds source without loading it (None for digits and npz)."""
+  spec = data_lib.resolve(data_config)
+  if spec.name not in _KNOWN_SOURCES:
+    return None
+  num_classes, size, channels = _KNOWN_SOURCES[spec.name]
+  size = spec.image_size or size
+  channels = spec.channels or channels
+  return data_lib.DatasetInfo(name=spec.name, num_classes=num_classes, image_shape=(size, size, channels),
+                              sizes={}, mean=(0.0,) * channels, std=(1.0,) * channels,
+                              class_names=tuple(str(i) for i in range(num_classes)))
+
+
+def summarize(network, info) -> trainer.NetworkSummary:
+  """Parameters (with and without the auxiliary head) and multiply-adds, from a shape-only build."""
+  from unas_jax.nn import functional  # pylint: disable=import-outside-toplevel
+  _, _, w, _ = functional.split(network.abstract(info))
+  return trainer.NetworkSummary(network.name, trainer.count_params(w), trainer.count_params(w, network.is_aux),
+                                network.macs(info), tuple(info.image_shape))
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Job entry ``evaluate``: validate, summarise, train; returns the trainer's result."""
+  check_config(config)
+  network = networks.from_config(config.model, seed=config.seed)
+  if config.get("summary_only", False):
+    info = nominal_info(config.data) or data_lib.load(config.data).info
+    summary = summarize(network, info)
+    print(summary.format(), flush=True)
+    with open(os.path.join(workdir, "network_summary.json"), "w") as f:
+      json.dump(dataclasses.asdict(summary), f, indent=1)
+    return {"summary": dataclasses.asdict(summary)}
+  return trainer.run_training(config, workdir, network)
