@@ -19,7 +19,7 @@ def get_config(arg=None):
   config.data.image_size = 224
   config.batch_size = 64
   config.model = ml_collections.ConfigDict({
-      "widths": "gpu",            # gpu (UNAS: 40-24-32-56-112-128-256-432-1728) | mobile | 9 ints
+      "widths": "gpu",            # gpu (UNAS: 40-24-32-56-112-128-256-432-1728) | mobile | "9,comma,separated,ints"
       "zero_dropout": 0.1,        # dropout on the zero (skip) choice, as the reference
       "bn_affine": True,          # the reference ProxylessNAS-space supernet keeps affine BatchNorm
       "depthwise_impl": "auto",
@@ -53,7 +53,7 @@ def get_config(arg=None):
       "surrogate_seed": 0,
       "ridge_lambda": 1.0,
       "refit_every": 0,           # >0: refit the surrogate from the search's measurements every N steps
-      "lut_path": None,           # source=lut: a ProxylessNAS-format latency YAML
+      "lut_path": "",             # source=lut: a ProxylessNAS-format latency YAML
       "lut_num_classes": 1000,
   })
   if arg in (None, ""):
@@ -71,7 +71,7 @@ def get_config(arg=None):
   config.data = defaults.data_lib.default_config("digits")
   config.data.image_size = 32
   config.batch_size = 16
-  config.model.widths = [16, 8, 16, 16, 24, 32, 48, 64, 128]
+  config.model.widths = "16,8,16,16,24,32,48,64,128"
   s.eps = 0.0
   s.epochs = 2
   s.init_epochs = 0

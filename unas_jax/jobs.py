@@ -17,6 +17,7 @@ JOBS = {
     "estimator_benchmark": "unas_jax.estimators.report:run",
     "darts_search": "unas_jax.search.darts:run",
     "proxyless_search": "unas_jax.search.proxyless:run",
+    "evaluate": "unas_jax.evaluation.run:run",
 }
 
 

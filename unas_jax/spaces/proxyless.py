@@ -86,12 +86,17 @@ def resolve_widths(widths: str | Sequence[int] | None) -> tuple[int, ...]:
   """``'gpu'``/``'mobile'``/None (gpu) or 9 positive ints -> a width tuple."""
   if widths is None:
     return GPU_WIDTHS
-  if isinstance(widths, str):
+  if isinstance(widths, str) and "," in widths:  # "16,8,16,..." from the command line
+    widths = [w.strip() for w in widths.split(",")]
+  elif isinstance(widths, str):
     if widths not in WIDTH_PRESETS:
       raise ConfigError(f"unknown width preset {widths!r}; choose one of {sorted(WIDTH_PRESETS)} or "
                         "give 9 integers (stem, first MBConv1, six stages, feature mix)")
     return WIDTH_PRESETS[widths]
-  widths = tuple(int(c) for c in widths)
+  try:
+    widths = tuple(int(c) for c in widths)
+  except ValueError:
+    raise ConfigError(f"widths={widths!r} must be 9 integers, 'gpu' or 'mobile'") from None
   if len(widths) != 9 or any(c <= 0 for c in widths):
     raise ConfigError(f"widths={list(widths)} must be 9 positive integers (stem, first MBConv1, six "
                       "stages, feature mix), e.g. the gpu preset "
