@@ -15,39 +15,46 @@ from ml_collections import config_dict
 from unas_jax.errors import ConfigError
 
 
+# The FieldReferences made by required(), kept alive so their ids stay unique.
+_REQUIRED: dict[int, config_dict.FieldReference] = {}
+
+
 def required(field_type: type) -> config_dict.FieldReference:
-  """A field that must be set by the user (``--config.<path>=...``)."""
+  """A field that must be set by the user (``--config.<path>=...``).
+
+  A typed placeholder (so the command line can set it) that :func:`check_required`
+  reports while it is still None. (ml_collections' own ``required_placeholder``
+  fails while the config file loads, before any override, without naming the field.)
+  """
+  ref = config_dict.placeholder(field_type)
+  _REQUIRED[id(ref)] = ref
+  return ref
+
+
+def optional(field_type: type) -> config_dict.FieldReference:
+  """A typed field that defaults to None and can still be overridden on the command line.
+
+  (A plain ``None`` field cannot: ml_collections does not know what to parse.)
+  """
   return config_dict.placeholder(field_type)
 
 
-def _walk(config: ml_collections.ConfigDict, prefix: str = "") -> Iterable[tuple[str, Any]]:
+def _missing(config: ml_collections.ConfigDict, prefix: str = "") -> Iterable[str]:
   for key in sorted(config.keys()):
     value = config[key]
-    path = f"{prefix}{key}"
     if isinstance(value, (ml_collections.ConfigDict, config_dict.FrozenConfigDict)):
-      yield from _walk(value, path + ".")
-    else:
-      yield path, value
+      yield from _missing(value, f"{prefix}{key}.")
+    elif value is None and id(config._fields.get(key)) in _REQUIRED:  # pylint: disable=protected-access
+      # (get_ref refuses None fields; _fields holds the FieldReference itself.)
+      yield f"{prefix}{key}"
 
 
 def check_required(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming every required field that is still unset."""
-  missing = [path for path, value in _walk(config) if value is None and _is_placeholder(config, path)]
+  missing = list(_missing(config))
   if missing:
     flags = " ".join(f"--config.{p}=..." for p in missing)
     raise ConfigError(f"missing required config value(s): {', '.join(missing)}; pass {flags}")
-
-
-def _is_placeholder(config: ml_collections.ConfigDict, path: str) -> bool:
-  *parents, leaf = path.split(".")
-  holder = config
-  for p in parents:
-    holder = holder[p]
-  # Placeholders keep a declared type; plain ``None`` fields are optional.
-  try:
-    return holder.get_type(leaf) is not type(None)
-  except Exception:  # pragma: no cover - defensive: unknown field types
-    return False
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:

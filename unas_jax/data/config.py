@@ -39,6 +39,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
+from unas_jax.config import optional
 from unas_jax.errors import ConfigError
 
 SOURCES = ("digits", "npz", "cifar10", "cifar100", "imagenet2012")
@@ -49,19 +50,19 @@ def default_config(name: str = "digits") -> ml_collections.ConfigDict:
   """The ``config.data`` block with every key at its default (see module doc)."""
   return ml_collections.ConfigDict({
       "name": name,
-      "data_dir": None,
-      "npz_path": None,
+      "data_dir": optional(str),
+      "npz_path": optional(str),
       "train_portion": 0.9,
       "split_seed": 0,
-      "image_size": None,
-      "channels": None,
-      "crop_padding": None,
-      "flip": None,
+      "image_size": optional(int),
+      "channels": optional(int),
+      "crop_padding": optional(int),
+      "flip": optional(bool),
       "cutout": 0,
       "min_crop_area": 0.08,
       "eval_crop_fraction": 0.875,
-      "mean": None,
-      "std": None,
+      "mean": optional(tuple),
+      "std": optional(tuple),
       "shuffle_buffer": 10_000,
   })
 
