@@ -156,7 +156,7 @@ class ProxylessLatency:
       self.measurements.extend(genotypes, values)
     t = self.report.get("test", {})
     if self.is_main and t:
-      print(f"latency surrogate: held-out MAE {t.get('mae', float('nan')):.3f} ms, R^2 {t.get('r2', float('nan')):.3f}, "
+      print(f"latency surrogate: held-out MAE {t.get('mae_ms', float('nan')):.3f} ms, R^2 {t.get('r2', float('nan')):.3f}, "
             f"Kendall tau {t.get('kendall_tau', float('nan')):.3f}", flush=True)
     self._check_target()
     return self.report
@@ -186,7 +186,7 @@ class ProxylessLatency:
            "latency_measured_archs": float(len(self.measurements))}
     if self.config.refit_every and step % self.config.refit_every == 0:
       self.surrogate, report = self.measurements.refit(lam=self.config.ridge_lambda)
-      out["latency_surrogate_mae"] = float(report["test"]["mae"])
+      out["latency_surrogate_mae"] = float(report["test"]["mae_ms"])
     if self.probe is not None:
       out["latency_probe_archs_per_min"] = float(self.probe.stats()["archs_per_min"])
     return out
