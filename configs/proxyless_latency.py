@@ -3,6 +3,7 @@
     python -m unas_jax.main --config=configs/proxyless_latency.py --workdir=workdirs/proxyless
     python -m unas_jax.main --config=configs/proxyless_latency.py:quick     # zero-download, CPU minutes
     python -m unas_jax.main --config=configs/proxyless_latency.py:lut       # phone latency table (mobile widths)
+    python -m unas_jax.main --config=configs/proxyless_latency.py:quick_lut # digits + the phone table (no timing noise)
 
 The full variant searches on ImageNet (tfds ``imagenet2012``, prepared in
 ``--config.data.data_dir``) at 224x224 and measures the latency of every sampled
@@ -55,6 +56,7 @@ def get_config(arg=None):
       "refit_every": 0,           # >0: refit the surrogate from the search's measurements every N steps
       "lut_path": "",             # source=lut: a ProxylessNAS-format latency YAML
       "lut_num_classes": 1000,
+      "widths": "",               # source=lut: widths of the deployed network the table prices ("": model.widths)
   })
   if arg in (None, ""):
     return config
@@ -64,8 +66,8 @@ def get_config(arg=None):
     config.latency.lut_path = "../shared/data/proxylessnas_mobile_trim.yaml"
     config.latency.target_ms = 60.0
     return config
-  if arg != "quick":
-    raise ValueError(f"unknown config variant {arg!r}; use ':quick', ':lut' or nothing")
+  if arg not in ("quick", "quick_lut"):
+    raise ValueError(f"unknown config variant {arg!r}; use ':quick', ':quick_lut', ':lut' or nothing")
   # Zero-download: digits at 32x32, a narrow network, latency on this CPU at batch 16.
   config.name = "proxyless_latency_quick"
   config.data = defaults.data_lib.default_config("digits")
@@ -88,4 +90,15 @@ def get_config(arg=None):
   config.latency.c = 1.0
   config.log_every = 10
   config.checkpoint_every = 60
+  if arg == "quick_lut":
+    # Accuracy from the narrow supernet on digits, latency from the phone table for the
+    # same per-layer choices in the mobile-width network at 224x224 (deterministic).
+    config.name = "proxyless_latency_quick_lut"
+    config.latency.source = "lut"
+    config.latency.lut_path = "../shared/data/proxylessnas_mobile_trim.yaml"
+    config.latency.widths = "mobile"
+    config.latency.resolution = 224
+    config.latency.surrogate_archs = 1000   # table look-ups are free
+    config.latency.target_ms = 45.0
+    config.latency.c = 0.05                 # ~0.5 nats of loss per 10 ms over the target
   return config

@@ -50,4 +50,5 @@ def base_config(job: str, name: str, dataset: str) -> ml_collections.ConfigDict:
   config.search = search_block()
   config.log_every = 10
   config.checkpoint_every = 200
+  config.eval_every = 0              # >0: also evaluate the mode architecture every N steps (else each epoch)
   return config

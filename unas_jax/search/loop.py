@@ -264,7 +264,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
                         **{k: metrics[k] for k in ("objective", "acc_val", "entropy", "w_loss") if k in metrics})
       else:
         progress.update(step, global_batch)
-      if epoch_end and step > warmup_steps:
+      eval_due = epoch_end or (config.get("eval_every", 0) and step % config.eval_every == 0)
+      if eval_due and step > warmup_steps:
         last_eval = _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg)
         writer.write_scalars(step, {f"eval/{k}": v for k, v in last_eval.items()})
         history.append({"step": step, "epoch": step / steps_per_epoch, "phase": "eval", **last_eval})

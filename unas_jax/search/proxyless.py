@@ -87,8 +87,10 @@ class ProxylessLatency:
       if not lc.lut_path or not os.path.isfile(lc.lut_path):
         raise ConfigError(f"latency.lut_path={lc.lut_path!r} is not a file; give a ProxylessNAS-format latency "
                           "YAML (e.g. the published mobile table) or use latency.source=probe")
+      # The table prices the deployed network, whose widths may differ from the
+      # (narrower) supernet that estimates accuracy: latency.widths, else model.widths.
       self.table = lut_lib.LatencyLUT.from_yaml(lc.lut_path).additive(
-          config.model.widths, lc.resolution, lc.lut_num_classes)
+          lc.get("widths") or config.model.widths, lc.resolution, lc.lut_num_classes)
     else:
       self.probe = probe_lib.LatencyProbe(
           self.directory, probe_lib.ProbeConfig(
