@@ -239,7 +239,8 @@ class ProxylessSearchSpace:
       with open(os.path.join(out_dir, "latency.json"), "w") as f:
         json.dump({"predicted_ms": float(self.latency.surrogate.latency(genotype)),
                    "measured_ms": float(self.latency._measure_genotypes([genotype])[0]),
-                   "target_ms": self.config.latency.target_ms}, f, indent=1)
+                   "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
+                   "penalty": self.config.latency.penalty}, f, indent=1)
       paths.append(os.path.join(out_dir, "latency.json"))
     return paths
 
@@ -262,10 +263,13 @@ class ProxylessSearchSpace:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """The ``proxyless_search`` job."""
   s = config.search
-  if config.latency.enabled and config.latency.estimator in ("relax", "reinforce") and s.sampling == "per_example":
-    # One latency measurement per sampled architecture: per-example sampling would time a batch of networks per step.
-    raise ConfigError("latency-aware search measures every sampled architecture: use search.sampling=per_device "
-                      "or shared (per_example would time batch-size many networks per step)")
+  if (config.latency.enabled and config.latency.source == "probe" and config.latency.estimator in ("relax", "reinforce")
+      and s.sampling == "per_example"):
+    # One timing per sampled architecture: per-example sampling would compile and time a batch of networks per
+    # step. A latency table prices any number of architectures for free.
+    raise ConfigError("latency-aware search with latency.source=probe measures every sampled architecture: use "
+                      "search.sampling=per_device or shared (per_example would time batch-size many networks per "
+                      "step), or latency.source=lut")
   space_ = ProxylessSearchSpace(config)
   try:
     return loop.run_search(config, workdir, space_)
