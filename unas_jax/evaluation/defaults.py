@@ -50,6 +50,7 @@ def train_block() -> ml_collections.ConfigDict:
       "aux_weight": 0.4,           # loss weight of the auxiliary head (when model.auxiliary)
       "drop_path": 0.2,            # final drop-path rate, ramped linearly from 0
       "ema_decay": 0.0,            # > 0: evaluate an exponential moving average of the weights
+      "bn": "local",               # BatchNorm statistics: local (per device, as the reference) | sync
   })
 
 

@@ -30,6 +30,7 @@ from unas_jax import data as data_lib
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.objectives import losses
+from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.parallel.mesh import DATA_AXIS
 from unas_jax.utils import checkpoint as checkpoint_lib
@@ -207,6 +208,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   dataset = data_lib.load(config.data)
   info = dataset.info
   module = network.build(info)
+  batchnorm.apply_mode(module, t.get("bn", "local"), DATA_AXIS, "train.bn")
   model_def, _, w, stats = functional.split(module)
   summary = NetworkSummary(network.name, count_params(w), count_params(w, network.is_aux), network.macs(info),
                            tuple(info.image_shape))
@@ -304,3 +306,4 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"train.drop_path={t.drop_path} must lie in [0, 1)")
   if not 0.0 <= t.ema_decay < 1.0:
     raise ConfigError(f"train.ema_decay={t.ema_decay} must lie in [0, 1)")
+  batchnorm.check_mode(t.get("bn", "local"), "train.bn")

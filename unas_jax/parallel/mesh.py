@@ -54,6 +54,21 @@ def put_replicated(tree: Any, mesh: Mesh) -> Any:
                       tree)
 
 
+def put_global(global_rows: Any, mesh: Mesh) -> Any:
+  """Shards a host pytree that every process holds whole (e.g. per-sample latencies) along ``data``.
+
+  Each device takes its own rows of the global array, so the result is the same
+  on any number of processes (unlike :func:`put_batch`, which takes each
+  process's own rows).
+  """
+  sharding = batch_sharded(mesh)
+
+  def put(x):
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+  return jax.tree.map(put, global_rows)
+
+
 def put_batch(local_batch: Any, mesh: Mesh) -> Any:
   """Assembles a global batch sharded along ``data`` from each process's local rows."""
   sharding = batch_sharded(mesh)

@@ -12,6 +12,7 @@ from flax import nnx
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError
 from unas_jax.nn.darts_supernet import DartsSupernet
+from unas_jax.parallel import batchnorm
 from unas_jax.search import loop
 from unas_jax.spaces import darts
 
@@ -32,15 +33,16 @@ class DartsSearchSpace:
 
   def build_supernet(self, config, info, bn_axis_name):
     m = config.model
-    if bn_axis_name is not None:
-      raise ConfigError("search.bn='sync' is not available for the DARTS supernet yet; use search.bn='local'")
     if info.image_shape[0] < 8:
       raise ConfigError(f"images of {info.image_shape[0]}x{info.image_shape[1]} are too small for two reduction "
                         "cells; set data.image_size >= 8")
-    return DartsSupernet(self.space, num_classes=info.num_classes, channels=m.channels, num_cells=m.cells,
-                         in_channels=info.image_shape[-1], stem_multiplier=m.stem_multiplier, stem=m.stem,
-                         depthwise_impl=m.depthwise_impl, phi_init_scale=config.search.phi_init_scale,
-                         rngs=nnx.Rngs(params=config.seed))
+    supernet = DartsSupernet(self.space, num_classes=info.num_classes, channels=m.channels, num_cells=m.cells,
+                             in_channels=info.image_shape[-1], stem_multiplier=m.stem_multiplier, stem=m.stem,
+                             depthwise_impl=m.depthwise_impl, phi_init_scale=config.search.phi_init_scale,
+                             rngs=nnx.Rngs(params=config.seed))
+    # search.bn='sync': every BatchNorm averages its batch statistics over the data axis.
+    batchnorm.set_axis_name(supernet, bn_axis_name)
+    return supernet
 
   def phi_from_state(self, phi_state: PyTree) -> PyTree:
     return {t: dict(phi_state[t]) for t in darts.CELL_TYPES}

@@ -181,7 +181,9 @@ def latency_inputs(setup: SearchSetup, state, control):
                                             mesh.devices.size))
     values = np.asarray(latency.measure(z), np.float32)
     control = latency.control_params()
-  placed = jnp.asarray(values) if cfg.sampling == "shared" else mesh_lib.put_batch(values, mesh)
+  # Every process holds all n values: each device takes its own rows (put_batch would take
+  # process-local rows and, with several processes, build an array n * process_count long).
+  placed = jnp.asarray(values) if cfg.sampling == "shared" else mesh_lib.put_global(values, mesh)
   return placed, control
 
 
