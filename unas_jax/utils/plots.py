@@ -27,8 +27,11 @@ def probability_heatmaps(steps: Sequence[int], probabilities: Sequence[Mapping[s
   plt = _pyplot()
   groups = list(probabilities[0].keys())
   heights = [np.asarray(probabilities[0][g]).size for g in groups]
-  fig, axes = plt.subplots(len(groups), 1, figsize=(11, 0.13 * sum(heights) + 1.2 * len(groups) + 1),
-                           gridspec_kw={"height_ratios": heights}, squeeze=False)
+  height = 0.15 * sum(heights) + 0.9 * len(groups) + 0.8
+  fig, axes = plt.subplots(len(groups), 1, figsize=(11, height), gridspec_kw={"height_ratios": heights},
+                           squeeze=False)
+  # Margins in inches, not fractions: a tall figure otherwise opens with inches of blank space.
+  fig.subplots_adjust(top=1 - 0.7 / height, bottom=0.5 / height, hspace=0.9 * len(groups) / height * 1.5)
   for ax, group in zip(axes[:, 0], groups):
     series = np.stack([np.asarray(p[group]).reshape(-1) for p in probabilities], axis=1)  # [rows, T]
     num_selectors, k = np.asarray(probabilities[0][group]).shape
@@ -36,14 +39,14 @@ def probability_heatmaps(steps: Sequence[int], probabilities: Sequence[Mapping[s
                       extent=(steps[0], steps[-1] if len(steps) > 1 else steps[0] + 1, series.shape[0], 0))
     labels = [f"{s}:{choice_names[group][c]}" for s in range(num_selectors) for c in range(k)]
     ax.set_yticks(np.arange(series.shape[0]) + 0.5)
-    ax.set_yticklabels(labels, fontsize=5)
+    ax.set_yticklabels(labels, fontsize=6)
     for s in range(1, num_selectors):
       ax.axhline(s * k, color="w", lw=0.6)
     ax.set_title(group, fontsize=9)
   axes[-1, 0].set_xlabel("step")
   fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.02, pad=0.01, label="probability")
   if title:
-    fig.suptitle(title)
+    fig.suptitle(title, y=1 - 0.25 / height)
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)
   return path
