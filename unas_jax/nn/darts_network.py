@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.errors import ConfigError
-from unas_jax.nn import ops
+from unas_jax.nn import functional, ops
 from unas_jax.spaces import darts
 
 AUX_HEAD = "aux_head"  # the auxiliary head's subtree in ``w``
@@ -313,12 +313,7 @@ def is_aux(path: Sequence[Any]) -> bool:
 
 def count_params(model: nnx.Module, *, with_aux: bool = True) -> int:
   """Trainable parameters (``nnx.Param`` entries), optionally without the auxiliary head."""
-  total = 0
-  for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param).to_pure_dict()):
-    names = tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path)
-    if with_aux or not is_aux(names):
-      total += int(np.prod(leaf.shape))
-  return total
+  return functional.count_params(nnx.state(model, nnx.Param).to_pure_dict(), None if with_aux else is_aux)
 
 
 def _sub_jaxprs(eqn) -> list[tuple[Any, int]]:
