@@ -153,7 +153,7 @@ def test_proxyless_adapter_call_convention_and_counts():
       model_def, w, stats, x, train=True, key=jax.random.key(0), drop_path=0.0)[0], w, stats, x)
   assert logits.shape == (2, 10) and aux is None
   widths = tuple(int(v) for v in config.model.widths.split(","))
-  assert trainer.count_params(w) == proxyless_network.count_params("unas_proxyless", widths, 10)
+  assert functional.count_params(w) == proxyless_network.count_params("unas_proxyless", widths, 10)
   assert not any(network.is_aux(p) for p in [("net", "stem")])
 
 
@@ -172,7 +172,7 @@ def test_proxyless_networks_match_the_reference(genotype, params, macs):
     num_classes = 1000
     image_shape = (224, 224, 3)
   _, _, w, _ = functional.split(network.abstract(Info()))
-  assert trainer.count_params(w) == params
+  assert functional.count_params(w) == params
   assert network.macs(Info()) == macs
 
 

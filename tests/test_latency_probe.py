@@ -109,3 +109,11 @@ def test_config_validation():
     P.ProbeConfig(batch_size=0)
   with pytest.raises(ConfigError, match="9 positive integers"):
     P.ProbeConfig(widths=(8, 8))
+
+
+def test_persistent_cache_dir_enables_the_compilation_cache_for_every_compile(tmp_path, monkeypatch):
+  calls = []
+  monkeypatch.setattr(P.compilation_cache, "enable", lambda *a, **k: calls.append((a, k)))
+  P.LatencyProbe(None, TINY, persistent_cache_dir=str(tmp_path)).close()
+  P.LatencyProbe(None, TINY).close()
+  assert calls == [((str(tmp_path),), {"min_compile_time_s": 0.0})]

@@ -32,6 +32,17 @@ def test_latency_penalty_and_warmup():
   np.testing.assert_allclose(losses.latency_penalty(jnp.array([8.0]), 0.1, 10.0, "linear"), [0.8])
 
 
+def test_latency_penalty_at_target_warmup_from_python_ints_and_unknown_kind():
+  lat = jnp.array([8.0, 10.0, 12.0])
+  np.testing.assert_allclose(losses.latency_penalty(lat, 0.1, 10.0), [0.0, 0.0, 0.2], atol=1e-7)
+  np.testing.assert_allclose(losses.latency_penalty(lat, 0.1, 10.0, "linear"), [0.8, 1.0, 1.2], atol=1e-6)
+  assert float(losses.latency_coefficient(50, 0.1, 100)) == pytest.approx(0.05)
+  assert float(losses.latency_coefficient(500, 0.1, 100)) == pytest.approx(0.1)
+  assert float(losses.latency_coefficient(0, 0.1, 0)) == pytest.approx(0.1)
+  with pytest.raises(ConfigError, match="not one of"):
+    losses.latency_penalty(lat, 0.1, 1.0, "square")
+
+
 def test_cross_entropy_matches_log_softmax():
   logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
   labels = jnp.array([0, 2])

@@ -95,7 +95,8 @@ def summarize(network, info) -> trainer.NetworkSummary:
   """Parameters (with and without the auxiliary head) and multiply-adds, from a shape-only build."""
   from unas_jax.nn import functional  # pylint: disable=import-outside-toplevel
   _, _, w, _ = functional.split(network.abstract(info))
-  return trainer.NetworkSummary(network.name, trainer.count_params(w), trainer.count_params(w, network.is_aux),
+  return trainer.NetworkSummary(network.name, functional.count_params(w),
+                                functional.count_params(w, network.is_aux),
                                 network.macs(info), tuple(info.image_shape))
 
 

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 from flax import struct
 import jax
@@ -94,8 +94,7 @@ def weight_decay_mask(module, w: PyTree) -> PyTree:
       bn_modules.add(tuple(path))
 
   def decayed(path, _):
-    names = tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path)
-    return names[:-1] not in bn_modules
+    return functional.path_names(path)[:-1] not in bn_modules
   return jax.tree_util.tree_map_with_path(decayed, w)
 
 
@@ -187,15 +186,6 @@ class NetworkSummary:
             f"at {'x'.join(map(str, self.input_shape))}")
 
 
-def count_params(w: PyTree, exclude: Callable[[tuple], bool] | None = None) -> int:
-  total = 0
-  for path, leaf in jax.tree_util.tree_leaves_with_path(w):
-    names = tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path)
-    if exclude is None or not exclude(names):
-      total += int(np.prod(leaf.shape))
-  return total
-
-
 def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> dict:
   """Trains ``network`` (see ``unas_jax.evaluation.networks``) and writes ``results.json``.
 
@@ -210,7 +200,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   module = network.build(info)
   batchnorm.apply_mode(module, t.get("bn", "local"), DATA_AXIS, "train.bn")
   model_def, _, w, stats = functional.split(module)
-  summary = NetworkSummary(network.name, count_params(w), count_params(w, network.is_aux), network.macs(info),
+  summary = NetworkSummary(network.name, functional.count_params(w), functional.count_params(w, network.is_aux), network.macs(info),
                            tuple(info.image_shape))
   if is_main:
     print(summary.format(), flush=True)

@@ -46,10 +46,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.errors import ConfigError
-from unas_jax.latency import compile_cache
 from unas_jax.nn import functional
 from unas_jax.nn.proxyless_network import ProxylessNetwork
 from unas_jax.spaces import proxyless as space
+from unas_jax.utils import compilation_cache
 
 CACHE_FILE = "latency_cache.jsonl"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -333,7 +333,8 @@ class LatencyProbe:
     self.cache = LatencyCache(os.path.join(workdir, cache_file) if workdir else None)
     self.gate = TimingGate(exclusive_timing)
     if persistent_cache_dir:
-      compile_cache.enable_persistent_cache(persistent_cache_dir)
+      # Every architecture's forward, however quick to compile: a probe reuses them across runs.
+      compilation_cache.enable(persistent_cache_dir, min_compile_time_s=0.0)
     self._pool = concurrent.futures.ThreadPoolExecutor(max(1, compile_threads), thread_name_prefix="probe-compile")
     self._pending: dict[str, concurrent.futures.Future] = {}
     self._lock = threading.Lock()

@@ -53,39 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.errors import ConfigError
-from unas_jax.nn import ops
+from unas_jax.nn import functional, ops
 from unas_jax.spaces import darts
 
 AUX_HEAD = "aux_head"  # the auxiliary head's subtree in ``w``
-
-
-class _SetValueBatchNorm(ops.BatchNorm):
-  """:class:`unas_jax.nn.ops.BatchNorm` (same variables and math) writing its statistics with ``set_value``.
-
-  ``ops.BatchNorm`` writes ``mean[...] = value``; for that form flax 0.12 asks
-  the traced value for ``.sharding``, and jax answers with an error message
-  whose construction walks the whole trace, so tracing grows quadratically with
-  the number of BatchNorms (measured: 83 s to trace the training step of the
-  20-cell CIFAR network, 2 s without the writes). ``set_value`` skips that
-  probe. Remove once ``ops.BatchNorm`` writes with ``set_value``.
-  """
-
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    scale, bias = self.affine_params()
-    y, new_mean, new_var = ops.batch_norm(x, self.mean.get_value(), self.var.get_value(), scale, bias,
-                                          train=train, momentum=self.momentum, epsilon=self.epsilon,
-                                          axis_name=self.axis_name)
-    if train:
-      self.mean.set_value(new_mean)
-      self.var.set_value(new_var)
-    return y
-
-
-def _fast_batch_norms(module: nnx.Module) -> None:
-  """Turns every ``ops.BatchNorm`` of ``module`` into a :class:`_SetValueBatchNorm` (same state)."""
-  for _, node in nnx.iter_graph(module):
-    if type(node) is ops.BatchNorm:  # pylint: disable=unidiomatic-typecheck
-      node.__class__ = _SetValueBatchNorm
 
 
 class KeyStream:
@@ -93,7 +64,7 @@ class KeyStream:
 
   ``nnx.Rngs`` counts its draws in a Variable; under ``nnx.eval_shape`` every
   draw writes that Variable through the slow path described in
-  :class:`_SetValueBatchNorm` (21 s to build the abstract CIFAR-100 network
+  :meth:`unas_jax.nn.ops.BatchNorm.__call__` (21 s to build the abstract CIFAR-100 network
   instead of 1.5 s). ``params()`` returns ``fold_in(key, n)`` for the n-th draw.
   """
 
@@ -180,7 +151,6 @@ class AuxiliaryHead(nnx.Module):
     self.conv2 = ops.Conv2d(128, 768, 2, rngs=rngs)
     self.bn2 = ops.BatchNorm(768, affine=True) if bn_768 else None
     self.classifier = ops.Linear(768, num_classes, rngs=rngs)
-    _fast_batch_norms(self)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     h, w = x.shape[1:3]
@@ -268,7 +238,6 @@ class NetworkCIFAR(_DartsNetwork):
     self.aux_head = (AuxiliaryHead(c_aux, num_classes, pool_stride=3, bn_768=True, rngs=rngs)
                      if auxiliary else None)
     self.classifier = ops.Linear(c_prev, num_classes, rngs=rngs)
-    _fast_batch_norms(self)
 
   def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
                drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array | None]:
@@ -302,7 +271,6 @@ class NetworkImageNet(_DartsNetwork):
     self.aux_head = (AuxiliaryHead(c_aux, num_classes, pool_stride=2, bn_768=aux_head_bn, rngs=rngs)
                      if auxiliary else None)
     self.classifier = ops.Linear(c_prev, num_classes, rngs=rngs)
-    _fast_batch_norms(self)
 
   def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
                drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array | None]:
@@ -345,12 +313,7 @@ def is_aux(path: Sequence[Any]) -> bool:
 
 def count_params(model: nnx.Module, *, with_aux: bool = True) -> int:
   """Trainable parameters (``nnx.Param`` entries), optionally without the auxiliary head."""
-  total = 0
-  for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param).to_pure_dict()):
-    names = tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path)
-    if with_aux or not is_aux(names):
-      total += int(np.prod(leaf.shape))
-  return total
+  return functional.count_params(nnx.state(model, nnx.Param).to_pure_dict(), None if with_aux else is_aux)
 
 
 def _sub_jaxprs(eqn) -> list[tuple[Any, int]]:

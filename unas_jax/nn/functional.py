@@ -18,7 +18,8 @@ dropout/drop-path (None when ``train=False``). Evaluation networks have no
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import math
+from typing import Any, Callable
 
 from flax import nnx
 import jax
@@ -71,3 +72,17 @@ def apply(model_def: ModelDef, w: PyTree, stats: PyTree, x: jax.Array, arch: PyT
   out = model(x, arch, train=train, key=key, **call_kwargs)
   new_stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
   return out, new_stats
+
+
+def path_names(path: tuple[Any, ...]) -> tuple[Any, ...]:
+  """A pytree key path of a pure dict as plain keys (``DictKey.key``, ``SequenceKey.idx``)."""
+  return tuple(getattr(p, "key", getattr(p, "idx", p)) for p in path)
+
+
+def count_params(w: PyTree, exclude: Callable[[tuple[Any, ...]], bool] | None = None) -> int:
+  """Number of entries of the arrays in ``w``, without those whose :func:`path_names` ``exclude`` accepts."""
+  total = 0
+  for path, leaf in jax.tree_util.tree_leaves_with_path(w):
+    if exclude is None or not exclude(path_names(path)):
+      total += math.prod(leaf.shape)
+  return total
