@@ -20,6 +20,7 @@ def search_block() -> ml_collections.ConfigDict:
       "pairing_weight": 0.2,         # DARTS space only
       "baseline": "moving_average",  # REINFORCE: none | constant | moving_average | leave_one_out
       "baseline_decay": 0.99,
+      "baseline_value": 0.0,         # baseline=constant: its value b
       "bn": "local",                 # BatchNorm statistics: local (per device, as the reference) | sync
       "epochs": 85,
       "init_epochs": 15,             # w-only warm-up epochs

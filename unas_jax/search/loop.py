@@ -94,7 +94,7 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,
       sampling=s.sampling, pairing_weight=s.get("pairing_weight", 0.0), baseline=s.baseline,
-      baseline_decay=s.baseline_decay, learn_eta=s.learn_eta, **kwargs)
+      baseline_decay=s.baseline_decay, baseline_value=s.get("baseline_value", 0.0), learn_eta=s.learn_eta, **kwargs)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -35,6 +35,7 @@ from unas_jax import estimators as est
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.objectives import losses
+from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.parallel.mesh import DATA_AXIS
 
 PyTree = Any
@@ -71,6 +72,7 @@ class StepConfig:
   pairing_weight: float = 0.0
   baseline: str = "moving_average"
   baseline_decay: float = 0.99
+  baseline_value: float = 0.0     # the constant baseline's b
   learn_eta: bool = False
   # Latency (None: no latency term).
   latency_estimator: str | None = None
@@ -181,8 +183,14 @@ def make_optimizers(search_config, global_batch: int, total_steps: int):
 ETA_TX = optax.adam(1e-3)
 
 
+def make_baseline(cfg: StepConfig) -> est.Baseline:
+  """The REINFORCE baseline the config names, with its parameter."""
+  kwargs = {"moving_average": {"decay": cfg.baseline_decay}, "constant": {"b": cfg.baseline_value}}
+  return est.make_baseline(cfg.baseline, **kwargs.get(cfg.baseline, {}))
+
+
 def init_state(seed: int, phi, w, stats, tx_w, tx_phi, cfg: StepConfig, eta: float = 1.0) -> SearchState:
-  baseline = est.make_baseline(cfg.baseline, **({"decay": cfg.baseline_decay} if cfg.baseline == "moving_average" else {}))
+  baseline = make_baseline(cfg)
   eta = jnp.asarray(eta, jnp.float32)
   return SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
                      phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
@@ -218,7 +226,7 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
   num_devices = mesh.devices.size
   local_batch = global_batch // num_devices
   s_local = samples_per_device(cfg, local_batch)
-  baseline = est.make_baseline(cfg.baseline, **({"decay": cfg.baseline_decay} if cfg.baseline == "moving_average" else {}))
+  baseline = make_baseline(cfg)
   latency_spec = P() if cfg.sampling == "shared" else P(DATA_AXIS)
 
   def per_device(state: SearchState, batch_train, batch_val, latency_ms, control):
@@ -298,7 +306,10 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
 
     new_baseline = state.baseline
     if cfg.estimator == "reinforce" and estimate.baseline_state is not None:
-      new_baseline = _pmean(estimate.baseline_state)  # moving averages are linear: mean of local = global
+      # Moving averages are linear: mean of local = global. pmean turns the int32 count into
+      # float32; cast back, or the next call sees a new state type and recompiles the step.
+      new_baseline = jax.tree.map(lambda new, old: new.astype(old.dtype), _pmean(estimate.baseline_state),
+                                  state.baseline)
 
     # w step on the train batch with the relaxed sample of this draw.
     sample = estimate.sample
@@ -319,7 +330,9 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
       per_device, mesh=mesh,
       in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS), latency_spec, P()),
       out_specs=(P(), P()), check_vma=False)
-  return jax.jit(sharded, donate_argnums=(0,))
+  # Outputs placed exactly as put_replicated places the initial state (P()): otherwise they
+  # come back as P(None, ...) and the second call is a cache miss, i.e. a second compile.
+  return jax.jit(sharded, donate_argnums=(0,), out_shardings=mesh_lib.replicated(mesh))
 
 
 def make_warmup_step(model: SearchModel, tx_w, cfg: StepConfig, mesh, global_batch: int, w_schedule=None):
@@ -342,7 +355,9 @@ def make_warmup_step(model: SearchModel, tx_w, cfg: StepConfig, mesh, global_bat
 
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
                           check_vma=False)
-  return jax.jit(sharded, donate_argnums=(0,))
+  # Outputs placed exactly as put_replicated places the initial state (P()): otherwise they
+  # come back as P(None, ...) and the second call is a cache miss, i.e. a second compile.
+  return jax.jit(sharded, donate_argnums=(0,), out_shardings=mesh_lib.replicated(mesh))
 
 
 def make_eval_step(model: SearchModel, mesh):
