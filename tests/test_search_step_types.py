@@ -4,6 +4,7 @@ A state leaf whose dtype changes across a step (e.g. an int32 counter averaged b
 ``pmean`` into float32) makes the second call a cache miss: a second full compile,
 minutes on CPU for a real supernet.
 """
+import contextlib
 import os
 import sys
 
@@ -21,6 +22,29 @@ from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
 from unas_jax.search import step as step_lib  # noqa: E402
 
 
+@contextlib.contextmanager
+def _count_lowerings(name):
+  """Counts jaxpr-to-MLIR lowerings of functions whose name contains ``name``.
+
+  A lowering happens on every in-memory cache miss (even when the persistent
+  compilation cache then supplies the executable), so this counts what a second
+  multi-minute compile would cost. Public ``jax.monitoring`` events, unlike the
+  private ``_cache_size`` of a jitted function (0 when its C++ fast path was not used).
+  """
+  seen = []
+
+  def listener(event, duration, **kwargs):
+    del duration
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration" and name in kwargs.get("fun_name", ""):
+      seen.append(kwargs["fun_name"])
+
+  jax.monitoring.register_event_duration_secs_listener(listener)
+  try:
+    yield seen
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listener)
+
+
 def _types(tree):
   return jax.tree.map(lambda x: (jnp.shape(x), jnp.result_type(x), getattr(x, "weak_type", False)), tree)
 
@@ -36,9 +60,25 @@ def test_state_types_survive_a_step_and_step_compiles_once(estimator, baseline):
   state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
   step = step_lib.make_search_step(model, tx_w, tx_phi, cfg, mesh, 8)
   before = _types(state)
-  for i in range(2):
-    x, y = toy_data(jax.random.key(i), 16)
-    state, _ = step(state, mesh_lib.put_batch((x[:8], y[:8]), mesh), mesh_lib.put_batch((x[8:], y[8:]), mesh),
-                    mesh_lib.put_global(jnp.zeros(8), mesh), jnp.zeros(()))
-    assert _types(state) == before
-  assert step._cache_size() == 1
+  with _count_lowerings("jit(per_device)") as lowered:
+    for i in range(2):
+      x, y = toy_data(jax.random.key(i), 16)
+      state, _ = step(state, mesh_lib.put_batch((x[:8], y[:8]), mesh), mesh_lib.put_batch((x[8:], y[8:]), mesh),
+                      mesh_lib.put_global(jnp.zeros(8), mesh), jnp.zeros(()))
+      assert _types(state) == before
+  assert len(lowered) == 1, f"the search step was lowered {len(lowered)} times in two calls: {lowered}"
+
+
+def test_lowering_counter_sees_a_recompile():
+  """Negative control for the counter above: a dtype change is a second lowering."""
+
+  @jax.jit
+  def per_device_toy(x):
+    return x + 1
+
+  with _count_lowerings("per_device_toy") as lowered:
+    per_device_toy(jnp.zeros(3, jnp.float32))
+    per_device_toy(jnp.ones(3, jnp.float32))
+    assert len(lowered) == 1
+    per_device_toy(jnp.zeros(3, jnp.int32))
+  assert len(lowered) == 2
