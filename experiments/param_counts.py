@@ -10,14 +10,8 @@ of the inference network for one image. ProxylessNAS space: both built-in
 networks at 224x224 with GPU and mobile widths (needs
 ``unas_jax.nn.proxyless_network``).
 
-Reference columns: the PyTorch reference networks built with torch 2.13 on CPU
-(NVlabs/unas darts/model.py for UNAS genotypes, quark0/darts cnn/model.py for
-DARTS_V2, NVlabs/unas proxylessnas/model.py for the ProxylessNAS-space networks,
-its width list replaced by the mobile one for the mobile rows), parameters by
-``sum(p.numel())``, multiply-adds by forward hooks on ``nn.Conv2d`` and
-``nn.Linear``. ProxylessNAS's own log (mit-han-lab/proxylessnas
-logs/imagenet_gpu_log.txt) gives 7.12M parameters and 465.3M FLOPs for
-ProxylessNAS-GPU.
+Reference columns: the PyTorch reference networks (how they were built and
+counted: unas_jax/spaces/reference_counts.py).
 """
 from __future__ import annotations
 
@@ -27,42 +21,16 @@ import json
 
 from unas_jax.nn import darts_network as dn
 from unas_jax.spaces import darts
-
-SETTINGS = {
-    "cifar10": (dict(network="cifar", num_classes=10, channels=36, num_cells=20), (32, 32, 3)),
-    "cifar100": (dict(network="cifar", num_classes=100, channels=36, num_cells=20), (32, 32, 3)),
-    "imagenet": (dict(network="imagenet", num_classes=1000, channels=48, num_cells=14), (224, 224, 3)),
-}
-# (params, params without aux, multiply-adds) of the PyTorch references (module docstring).
-REFERENCE = {
-    ("unas_cifar10", "cifar10"): (3807192, 3330766, 516304512),
-    ("unas_cifar10", "cifar100"): (3928332, 3382696, 516356352),
-    ("unas_cifar10", "imagenet"): (6113160, 4850848, 530212608),
-    ("unas_cifar100", "cifar10"): (4491696, 4015270, 614067840),
-    ("unas_cifar100", "cifar100"): (4612836, 4067200, 614119680),
-    ("unas_cifar100", "imagenet"): (6977160, 5714848, 621940608),
-    ("unas_imagenet", "cifar10"): (4291032, 3814606, 584042112),
-    ("unas_imagenet", "cifar100"): (4412172, 3866536, 584093952),
-    ("unas_imagenet", "imagenet"): (6741192, 5478880, 595184256),
-    ("darts_v2", "cifar10"): (3825768, 3349342, 528359040),
-    ("darts_v2", "cifar100"): (3946908, 3401272, 528410880),
-    ("darts_v2", "imagenet"): (5979528, 4718752, 529911552),
-    ("unas_proxyless", "gpu"): (5965528, 5965528, 428018592),
-    ("proxylessnas_gpu", "gpu"): (7119848, 7119848, 465260160),
-    ("unas_proxyless", "mobile"): (3688944, 3688944, 242656352),
-    ("proxylessnas_gpu", "mobile"): (4359048, 4359048, 264130112),
-}
-
+from unas_jax.spaces.reference_counts import DARTS_SETTINGS, REFERENCE_COUNTS, aux_head_bn
 
 def darts_rows() -> list[dict]:
   rows = []
   for name in darts.BUILTIN_GENOTYPES:
-    for setting, (kwargs, image) in SETTINGS.items():
-      aux_bn = name != "darts_v2"  # DARTS's ImageNet aux head has no BN after its 2x2 conv; UNAS's has
-      model = dn.abstract(name, aux_head_bn=aux_bn, **kwargs)
+    for setting, (kwargs, image) in DARTS_SETTINGS.items():
+      model = dn.abstract(name, aux_head_bn=aux_head_bn(name), **kwargs)
       rows.append(dict(network=name, setting=setting, params=dn.count_params(model),
                        params_without_aux=dn.count_params(model, with_aux=False),
-                       macs=dn.network_macs(name, image, **kwargs), reference=REFERENCE.get((name, setting))))
+                       macs=dn.network_macs(name, image, **kwargs), reference=REFERENCE_COUNTS.get((name, setting))))
   return rows
 
 
@@ -77,7 +45,7 @@ def proxyless_rows() -> list[dict]:
     for widths in ("gpu", "mobile"):
       params = int(network.count_params(name, widths, 1000))
       rows.append(dict(network=name, setting=f"imagenet, {widths} widths", params=params, params_without_aux=params,
-                       macs=int(network.count_macs(name, widths, 224, 1000)), reference=REFERENCE.get((name, widths))))
+                       macs=int(network.count_macs(name, widths, 224, 1000)), reference=REFERENCE_COUNTS.get((name, widths))))
   return rows
 
 

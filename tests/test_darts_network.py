@@ -12,40 +12,13 @@ from unas_jax.evaluation import defaults, networks
 from unas_jax.nn import darts_network as dn
 from unas_jax.nn import functional, ops
 from unas_jax.spaces import darts
+from unas_jax.spaces.reference_counts import DARTS_SETTINGS, REFERENCE_COUNTS, aux_head_bn
 
-# Reference counts, obtained by building the PyTorch reference networks (torch 2.13, CPU):
-# NVlabs/unas darts/model.py (Network with dataset='cifar10' for CIFAR, NetworkImageNet with its
-# default bn=True) for the UNAS genotypes of darts/genotypes.py with set_primitives(-1), and
-# quark0/darts cnn/model.py (NetworkCIFAR, NetworkImageNet) for DARTS_V2; CIFAR: C=36, 20 cells;
-# ImageNet: C=48, 14 cells, 1000 classes. params = sum(p.numel()) with auxiliary=True;
-# without_aux subtracts the 'auxiliary_head.*' parameters. Multiply-adds: forward hooks on every
-# nn.Conv2d (output elements x C_in/groups x k x k) and nn.Linear (in x out), auxiliary=False,
-# eval mode, one 32x32 (CIFAR) or 224x224 (ImageNet) image.
-REFERENCE = {
-    # (genotype, setting): (params, params_without_aux, multiply_adds)
-    ("unas_cifar10", "cifar10"): (3807192, 3330766, 516304512),
-    ("unas_cifar10", "cifar100"): (3928332, 3382696, 516356352),
-    ("unas_cifar10", "imagenet"): (6113160, 4850848, 530212608),
-    ("unas_cifar100", "cifar10"): (4491696, 4015270, 614067840),
-    ("unas_cifar100", "cifar100"): (4612836, 4067200, 614119680),
-    ("unas_cifar100", "imagenet"): (6977160, 5714848, 621940608),
-    ("unas_imagenet", "cifar10"): (4291032, 3814606, 584042112),
-    ("unas_imagenet", "cifar100"): (4412172, 3866536, 584093952),
-    ("unas_imagenet", "imagenet"): (6741192, 5478880, 595184256),
-    ("darts_v2", "cifar10"): (3825768, 3349342, 528359040),
-    ("darts_v2", "cifar100"): (3946908, 3401272, 528410880),
-    ("darts_v2", "imagenet"): (5979528, 4718752, 529911552),  # DARTS's ImageNet aux head: no BN(768)
-}
-SETTINGS = {
-    "cifar10": dict(network="cifar", num_classes=10, channels=36, num_cells=20),
-    "cifar100": dict(network="cifar", num_classes=100, channels=36, num_cells=20),
-    "imagenet": dict(network="imagenet", num_classes=1000, channels=48, num_cells=14),
-}
-IMAGE = {"cifar10": (32, 32, 3), "cifar100": (32, 32, 3), "imagenet": (224, 224, 3)}
-
-
-def _aux_bn(genotype):
-  return genotype != "darts_v2"
+# Ground truth: the PyTorch reference networks (unas_jax/spaces/reference_counts.py).
+REFERENCE = {k: v for k, v in REFERENCE_COUNTS.items() if k[1] in DARTS_SETTINGS}
+SETTINGS = {name: kwargs for name, (kwargs, _) in DARTS_SETTINGS.items()}
+IMAGE = {name: image for name, (_, image) in DARTS_SETTINGS.items()}
+_aux_bn = aux_head_bn
 
 
 @pytest.mark.parametrize("genotype,setting", sorted(REFERENCE))

@@ -83,3 +83,34 @@ def base_config(name: str, dataset: str, space: str = "darts") -> ml_collections
   config.eval_every_epochs = 5.0
   config.summary_only = False
   return config
+
+
+def cifar_recipe(name: str, dataset: str, genotype: str, drop_path: float,
+                 arg: str | None = None) -> ml_collections.ConfigDict:
+  """The DARTS/UNAS CIFAR evaluation recipe (NVlabs/unas commands.sh, train_eval_cifar.py).
+
+  NetworkCIFAR, 20 cells, 36 channels, auxiliary head (weight 0.4), drop-path
+  ``drop_path`` (ramped from 0), cutout 16, SGD momentum 0.9, weight decay 3e-4,
+  batch 128, lr 0.05 with 30 warm-up epochs then cosine, 600 epochs, gradient
+  clip 5. ``arg='quick'``: a CPU smoke run on digits with a small network.
+  """
+  config = base_config(name, dataset)
+  config.data.cutout = 16
+  config.model.genotype = genotype
+  config.model.network = "cifar"
+  config.model.channels = 36
+  config.model.num_cells = 20
+  config.model.auxiliary = True
+  t = config.train
+  t.epochs, t.warmup_epochs, t.lr, t.lr_reference_batch = 600, 30.0, 0.05, 128
+  t.momentum, t.weight_decay, t.grad_clip = 0.9, 3e-4, 5.0
+  t.aux_weight, t.drop_path, t.label_smoothing = 0.4, drop_path, 0.0
+  if arg == "quick":
+    config.data = data_config("digits")
+    config.model.channels, config.model.num_cells = 8, 5
+    config.batch_size = 64
+    t.epochs, t.warmup_epochs = 3, 1.0
+    config.log_every, config.checkpoint_every, config.eval_every_epochs = 5, 50, 1.0
+  elif arg:
+    raise ValueError(f"unknown variant {arg!r}; use ':quick' or nothing")
+  return config
