@@ -10,6 +10,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from flax import nnx
@@ -82,3 +83,34 @@ def test_lowering_counter_sees_a_recompile():
     assert len(lowered) == 1
     per_device_toy(jnp.zeros(3, jnp.int32))
   assert len(lowered) == 2
+
+
+def test_latency_target_and_c_are_inputs_one_program_for_a_sweep():
+  """Searches that differ only in latency target / c lower to the same program, and each reads its own values.
+
+  The same program text is the same key in the persistent compilation cache: a sweep over
+  targets (or the unconstrained c = 0 control) compiles the search step once.
+  """
+  mesh = mesh_lib.make_mesh(1)
+  model_def, phi, w, stats = functional.split(ToySupernet(rngs=nnx.Rngs(0)))
+  control_fn = lambda c, arch: jnp.sum(arch["layer"] * c, (1, 2))  # linear "latency" in ms
+  model = step_lib.SearchModel(model_def, control_fn=control_fn)
+  tx_w, tx_phi = optax.sgd(1e-2), optax.sgd(1.0)
+  control = jnp.array([[1.0, 5.0, 0.0], [2.0, 4.0, 0.0]])
+  x, y = toy_data(jax.random.key(0), 16)
+  new_phi, programs = {}, set()
+  for target, c in [(0.0, 1.0), (100.0, 1.0), (0.0, 0.0)]:
+    cfg = step_lib.StepConfig(estimator="rebar", latency_estimator="relax", latency_target_ms=target, latency_c=c)
+    state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
+    step = step_lib.make_search_step(model, tx_w, tx_phi, cfg, mesh, 8)
+    z = step_lib.global_architectures(cfg, state.key, state.step, state.phi, 8, 1)
+    args = (state, mesh_lib.put_batch((x[:8], y[:8]), mesh), mesh_lib.put_batch((x[8:], y[8:]), mesh),
+            mesh_lib.put_global(control_fn(control, z), mesh), control)
+    programs.add(step.lower(*args).as_text())
+    state, metrics = step(*args)
+    new_phi[(target, c)] = jax.device_get(state.phi["layer"])
+    assert float(metrics["latency_c"]) == c
+  # Target 100 ms is never exceeded (latencies here are <= 9 ms): the hinge is off, as with c = 0.
+  np.testing.assert_allclose(new_phi[(100.0, 1.0)], new_phi[(0.0, 0.0)], rtol=1e-6, atol=1e-7)
+  assert np.abs(new_phi[(0.0, 1.0)] - new_phi[(0.0, 0.0)]).max() > 1e-3
+  assert len(programs) == 1, "latency target / c changed the compiled program"

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from flax import struct
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import PartitionSpec as P
 import optax
 
@@ -58,6 +59,12 @@ class SearchState:
   baseline: PyTree          # REINFORCE baseline state
   eta: jax.Array            # REBAR's control-variate scale
   opt_eta: PyTree
+  # The latency hinge's target and coefficient c, read by the step as inputs rather than
+  # baked into the program: searches that differ only in them (a sweep over targets, the
+  # unconstrained c=0 control) share one compiled step through the persistent cache.
+  # The run's config sets them at every (re)start (:func:`with_latency_hparams`).
+  latency_target_ms: jax.Array
+  latency_c: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +81,8 @@ class StepConfig:
   baseline_decay: float = 0.99
   baseline_value: float = 0.0     # the constant baseline's b
   learn_eta: bool = False
-  # Latency (None: no latency term).
+  # Latency (None: no latency term). target_ms and c are the initial values of the state's
+  # fields of the same names (init_state); the step reads the state's.
   latency_estimator: str | None = None
   latency_target_ms: float = 0.0
   latency_penalty: str = "hinge"
@@ -192,9 +200,16 @@ def make_baseline(cfg: StepConfig) -> est.Baseline:
 def init_state(seed: int, phi, w, stats, tx_w, tx_phi, cfg: StepConfig, eta: float = 1.0) -> SearchState:
   baseline = make_baseline(cfg)
   eta = jnp.asarray(eta, jnp.float32)
-  return SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
-                     phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
-                     baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta))
+  return with_latency_hparams(
+      SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
+                  phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
+                  baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta),
+                  latency_target_ms=None, latency_c=None), cfg)
+
+
+def with_latency_hparams(state: SearchState, cfg: StepConfig) -> SearchState:
+  """``state`` with the latency target and c of ``cfg`` (host float32 scalars; place them after)."""
+  return state.replace(latency_target_ms=np.float32(cfg.latency_target_ms), latency_c=np.float32(cfg.latency_c))
 
 
 def _w_update(model: SearchModel, tx_w, state: SearchState, arch, x, y, key):
@@ -279,8 +294,8 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
       metrics["objective_relaxed"] = jnp.mean(estimate.f_relaxed)
 
     if cfg.latency_estimator is not None:
-      c_t = losses.latency_coefficient(state.step, cfg.latency_c, cfg.latency_warmup_steps)
-      penalty = functools.partial(losses.latency_penalty, coefficient=c_t, target_ms=cfg.latency_target_ms,
+      c_t = losses.latency_coefficient(state.step, state.latency_c, cfg.latency_warmup_steps)
+      penalty = functools.partial(losses.latency_penalty, coefficient=c_t, target_ms=state.latency_target_ms,
                                   kind=cfg.latency_penalty)
       control_penalty = lambda arch: penalty(model.control_fn(control, arch))
       f_lat = penalty(latency_ms)
