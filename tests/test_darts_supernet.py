@@ -66,7 +66,10 @@ def test_per_example_one_hot_equals_per_example_discrete_network():
     _close(out[n:n + 1], model.discrete(x[n:n + 1], g, train=False))
 
 
-@pytest.mark.parametrize("ops", ["unas7", "darts8", "unas3"])
+# unas3 in the default run; the full op sets take minutes each to compile on a 2-core CPU,
+# so they run in CI's slow pass.
+@pytest.mark.parametrize("ops", [pytest.param("unas7", marks=pytest.mark.slow),
+                                 pytest.param("darts8", marks=pytest.mark.slow), "unas3"])
 def test_grouped_evaluation_equals_edge_by_edge_reference(ops):
   model = _model(ops)
   zeta = _sample(model, N).zeta
@@ -77,6 +80,8 @@ def test_grouped_evaluation_equals_edge_by_edge_reference(ops):
   _close(a(x, zeta, train=False), b(x, zeta, train=False, mode="reference"))
 
 
+# Slow (CI runs it in its slow pass): compiling the edge-by-edge reference takes minutes on a 2-core CPU.
+@pytest.mark.slow
 def test_gradients_equal_reference_under_jit():
   model = _model()
   model_def, _, w, stats = functional.split(model)
@@ -97,6 +102,8 @@ def test_gradients_equal_reference_under_jit():
   assert float(jnp.max(jnp.abs(got[1]["normal"]["ops"]))) > 0
 
 
+# Slow (CI runs it in its slow pass): ~90 s of compiling both implementations' gradients.
+@pytest.mark.slow
 def test_depthwise_implementations_agree():
   zeta = None
   x = _x()
