@@ -142,9 +142,7 @@ def make_train_step(model_def: functional.ModelDef, tx, cfg: TrainConfig, mesh, 
 
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
                           check_vma=False)
-  # Outputs placed exactly as put_replicated places the initial state (P()): otherwise they
-  # come back as P(None, ...) and the second call is a cache miss, i.e. a second compile.
-  return jax.jit(sharded, donate_argnums=(0,), out_shardings=mesh_lib.replicated(mesh))
+  return mesh_lib.jit_state_step(sharded, mesh)
 
 
 def make_eval_step(model_def: functional.ModelDef, mesh):

@@ -5,5 +5,4 @@
 * :mod:`~unas_jax.latency.blocks`: per-block table of compiled blocks + one calibration scale.
 * :mod:`~unas_jax.latency.surrogate`: UNAS's linear ridge surrogate (RELAX's control).
 * :mod:`~unas_jax.latency.additive`: the additive model they share (min reachable latency).
-* :mod:`~unas_jax.latency.objective`: RELAX control of the latency penalty (``objectives.losses``), expected latency.
 """

@@ -35,6 +35,15 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def jit_state_step(step_fn, mesh: Mesh):
+  """``jax.jit`` of a ``(state, ...) -> (state, metrics)`` step: state donated, outputs replicated.
+
+  Outputs are placed as :func:`put_replicated` places the initial state (``P()``), so
+  every call sees inputs placed alike (otherwise they come back as ``P(None, ...)``).
+  """
+  return jax.jit(step_fn, donate_argnums=(0,), out_shardings=replicated(mesh))
+
+
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA_AXIS))
 

@@ -207,9 +207,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
     if is_main:
       print(f"Resuming from step {int(state.step)} (checkpoint in {checkpointer.directory})", flush=True)
     # The config of this run decides the latency target and c, also on resume.
-    hparams = step_lib.with_latency_hparams(state, cfg)
-    state = state.replace(**mesh_lib.put_replicated(
-        {"latency_target_ms": hparams.latency_target_ms, "latency_c": hparams.latency_c}, mesh))
+    state = state.replace(**mesh_lib.put_replicated(step_lib.latency_hparams(cfg), mesh))
   start_step = int(state.step)
 
   search_step, warmup_step, eval_step = setup.search_step, setup.warmup_step, setup.eval_step

@@ -62,7 +62,7 @@ class SearchState:
   # The latency hinge's target and coefficient c, read by the step as inputs rather than
   # baked into the program: searches that differ only in them (a sweep over targets, the
   # unconstrained c=0 control) share one compiled step through the persistent cache.
-  # The run's config sets them at every (re)start (:func:`with_latency_hparams`).
+  # The run's config sets them at every (re)start (:func:`latency_hparams`).
   latency_target_ms: jax.Array
   latency_c: jax.Array
 
@@ -200,16 +200,14 @@ def make_baseline(cfg: StepConfig) -> est.Baseline:
 def init_state(seed: int, phi, w, stats, tx_w, tx_phi, cfg: StepConfig, eta: float = 1.0) -> SearchState:
   baseline = make_baseline(cfg)
   eta = jnp.asarray(eta, jnp.float32)
-  return with_latency_hparams(
-      SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
-                  phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
-                  baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta),
-                  latency_target_ms=None, latency_c=None), cfg)
+  return SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
+                     phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
+                     baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta), **latency_hparams(cfg))
 
 
-def with_latency_hparams(state: SearchState, cfg: StepConfig) -> SearchState:
-  """``state`` with the latency target and c of ``cfg`` (host float32 scalars; place them after)."""
-  return state.replace(latency_target_ms=np.float32(cfg.latency_target_ms), latency_c=np.float32(cfg.latency_c))
+def latency_hparams(cfg: StepConfig) -> dict[str, np.ndarray]:
+  """The state fields ``latency_target_ms`` and ``latency_c`` from ``cfg`` (host float32 scalars)."""
+  return {"latency_target_ms": np.float32(cfg.latency_target_ms), "latency_c": np.float32(cfg.latency_c)}
 
 
 def _w_update(model: SearchModel, tx_w, state: SearchState, arch, x, y, key):
@@ -345,9 +343,7 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
       per_device, mesh=mesh,
       in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS), latency_spec, P()),
       out_specs=(P(), P()), check_vma=False)
-  # Outputs placed exactly as put_replicated places the initial state (P()): otherwise they
-  # come back as P(None, ...) and the second call is a cache miss, i.e. a second compile.
-  return jax.jit(sharded, donate_argnums=(0,), out_shardings=mesh_lib.replicated(mesh))
+  return mesh_lib.jit_state_step(sharded, mesh)
 
 
 def make_warmup_step(model: SearchModel, tx_w, cfg: StepConfig, mesh, global_batch: int, w_schedule=None):
@@ -370,9 +366,7 @@ def make_warmup_step(model: SearchModel, tx_w, cfg: StepConfig, mesh, global_bat
 
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=(P(), P()),
                           check_vma=False)
-  # Outputs placed exactly as put_replicated places the initial state (P()): otherwise they
-  # come back as P(None, ...) and the second call is a cache miss, i.e. a second compile.
-  return jax.jit(sharded, donate_argnums=(0,), out_shardings=mesh_lib.replicated(mesh))
+  return mesh_lib.jit_state_step(sharded, mesh)
 
 
 def make_eval_step(model: SearchModel, mesh):
