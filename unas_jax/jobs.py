@@ -49,8 +49,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     check_choice("config.latency.source", config.latency.source, proxyless.SOURCES)
     check_choice("config.latency.statistic", config.latency.statistic, proxyless.STATISTICS)
   if job == "evaluate":
+    from unas_jax.evaluation import networks  # pylint: disable=import-outside-toplevel
     from unas_jax.evaluation import run as eval_run  # pylint: disable=import-outside-toplevel
     eval_run.check_config(config)
+    networks.from_config(config.model, seed=config.seed)  # reads and checks the genotype (JSON) too
 
 
 def prepare_workdir(workdir: str) -> str:

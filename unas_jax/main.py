@@ -20,6 +20,7 @@ Exit codes (``unas_jax.errors``):
 """
 from __future__ import annotations
 
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -68,6 +69,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return []  # unreachable
 
 
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> None:
   del argv
   if _CONFIG.value is None:
@@ -76,6 +82,8 @@ def main(argv: list[str]) -> None:
   if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
     # Library INFO logs (orbax, XLA backends) drown the progress bar; --verbosity=0 restores them.
     logging.set_verbosity(logging.WARNING)
+  # Until a job installs its own stop handling: SIGTERM like Ctrl-C, one line and exit 75.
+  signal.signal(signal.SIGTERM, _interrupt)
   from unas_jax import jobs  # Heavy imports only after the flags are good.
   from unas_jax.parallel import distributed
   try:
@@ -90,6 +98,16 @@ def main(argv: list[str]) -> None:
     result = jobs.run(config, _WORKDIR.value)
   except UnasError as e:
     _fail(str(e), e.exit_code)
+  except OSError as e:
+    # Storage the run writes besides checkpoints (history, TensorBoard, plots) failing: disk full,
+    # storage gone. Checkpoints are written atomically, so the last complete one is intact.
+    _fail(f"I/O error, the run stopped: {e}; free space (or fix the storage) and rerun to resume from the last "
+          "checkpoint", errors.EXIT_IO)
+  except KeyboardInterrupt:
+    # Ctrl-C outside a job's loop (imports, start-up): nothing to save.
+    print("\nunas_jax: stopped by a signal during start-up; rerun the same command to resume", file=sys.stderr,
+          flush=True)
+    sys.exit(errors.EXIT_STOPPED)
   if isinstance(result, dict) and "stopped_at" in result:
     # Not done: a scheduler must tell "preempted, rerun me" from "finished".
     sys.exit(errors.EXIT_STOPPED)

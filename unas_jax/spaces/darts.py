@@ -410,7 +410,7 @@ def genotype_from_dict(d: Mapping[str, Any], *, num_nodes: int | None = None) ->
   for cell_type in CELL_TYPES:
     key = cell_type + "_concat"
     want = list(getattr(genotype, key))
-    if key in d and list(d[key]) != want:
+    if key in d and (not isinstance(d[key], list) or list(d[key]) != want):
       raise ConfigError(f"'{key}' is {d[key]}; the factorised cell concatenates every intermediate node, {want}")
   return genotype
 
@@ -434,6 +434,8 @@ def load_genotype(path: str | os.PathLike, *, num_nodes: int | None = None) -> G
     return genotype_from_json(path.read_text(), num_nodes=num_nodes)
   except ConfigError as e:
     raise ConfigError(f"{path}: {e}") from None
+  except UnicodeDecodeError:
+    raise ConfigError(f"{path} is not a genotype JSON file (not UTF-8 text)") from None
 
 
 def genotype_from_indices(normal: Sequence[tuple[Sequence[int], Sequence[int]]],

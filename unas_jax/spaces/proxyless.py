@@ -285,8 +285,12 @@ class ProxylessGenotype:
   def load(cls, path: str) -> "ProxylessGenotype":
     if not os.path.isfile(path):
       raise ConfigError(f"genotype file {path!r} does not exist")
-    with open(path) as f:
-      return cls.from_json(f.read())
+    try:
+      with open(path) as f:
+        text = f.read()
+    except UnicodeDecodeError:
+      raise ConfigError(f"{path} is not a genotype JSON file (not UTF-8 text)") from None
+    return cls.from_json(text)
 
 
 # Facts from the UNAS publication / NVlabs/unas proxylessnas/genotypes.py (UNAS) and from
