@@ -5,7 +5,7 @@ r"""Fault injection against a tiny DARTS search: every case ends in one line or 
     python experiments/fault_injection.py --cases=sigterm,nonfinite --markdown
 
 Runs ``python -m unas_jax.main`` as subprocesses on the DARTS ``:quick`` search
-shrunk to 3 cells, 4 channels, 8x8 images, batch 8, 8 steps (checkpoints every
+shrunk to 3 cells, 4 channels, 8x8 images, batch 8, 6 steps (checkpoints every
 2), breaks it in each way of issue 15, reruns where a rerun should resume, and
 prints a table: case, exit code(s), the one line printed (or TRACEBACK), whether
 the resumed run ended bitwise identical to an uninterrupted one (phi, w,
@@ -30,7 +30,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config=configs/darts_cifar10.py:quick", "--config.model.cells=3", "--config.model.channels=4",
         "--config.data.image_size=8", "--config.batch_size=8", "--config.model.ops=unas3",
-        "--config.search.max_steps=8", "--config.search.init_epochs=0", "--config.log_every=2",
+        "--config.search.max_steps=6", "--config.search.init_epochs=0", "--config.log_every=2",
         "--config.checkpoint_every=2"]
 CACHE = None  # --cache: the persistent compilation cache of every run (default <base>/xla_cache)
 

@@ -10,7 +10,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--config=configs/darts_cifar10.py:quick", "--config.model.cells=3", "--config.model.channels=4",
         "--config.data.image_size=8", "--config.batch_size=8", "--config.model.ops=unas3",
-        "--config.search.max_steps=8", "--config.search.init_epochs=0"]
+        "--config.search.max_steps=6", "--config.search.init_epochs=0"]
 
 
 def _main(*args, timeout=300):

@@ -47,7 +47,7 @@ class JsonlHistory:
     if not self.path.exists():
       return []
     records, damaged = [], 0
-    for line in self.path.read_text(errors="replace").splitlines():
+    for line in self.path.read_bytes().decode("utf-8", errors="replace").splitlines():
       if not line.strip():
         continue
       try:
