@@ -124,6 +124,7 @@ class Harness:
     self.base = base
     self.rows: list[dict] = []
     self.reference = None
+    self.run_seconds = 20.0
 
   def workdir(self, name: str) -> str:
     path = os.path.join(self.base, "runs", name)
@@ -147,7 +148,11 @@ class Harness:
 def case_reference(h: Harness, args) -> None:
   workdir = h.workdir("reference")
   run = Run(h.base, "reference", workdir)
+  run.wait_for(lambda: _started(run))
+  started = time.perf_counter()
   code = run.wait()
+  # Random kills land anywhere from the end of setup to the end of an uninterrupted run.
+  h.run_seconds = time.perf_counter() - started
   h.reference = read_run(workdir) if code == 0 else None
   h.row("uninterrupted run (reference)", [code], run.line() or "(no error line)", "-", run.seconds(), code == 0)
 
@@ -208,7 +213,7 @@ def case_kill9(h: Harness, args, index: int, during_save: bool) -> None:
     caught = run.wait_for(writing, poll=0.002)
     where = "during a checkpoint write" if caught and run.proc.poll() is None else "(write not caught)"
   else:
-    delay = random.uniform(0.0, args.kill_window)
+    delay = random.uniform(0.0, args.kill_window or h.run_seconds)
     time.sleep(delay)
     where = f"at +{delay:.1f} s"
   finished = run.proc.poll() is not None
@@ -391,7 +396,8 @@ def main() -> int:
   parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {list(CASES)}")
   parser.add_argument("--kills", type=int, default=2, help="random kill -9 repetitions")
   parser.add_argument("--save_kills", type=int, default=1, help="kill -9 during a checkpoint write, repetitions")
-  parser.add_argument("--kill_window", type=float, default=20.0, help="kill -9 within this many s of the start")
+  parser.add_argument("--kill_window", type=float, default=0.0,
+                      help="kill -9 within this many s after setup (default: the reference run's duration)")
   parser.add_argument("--base", default=None, help="scratch folder (default: a new temporary one)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--cache", default=None, help="persistent compilation cache (default <base>/xla_cache)")

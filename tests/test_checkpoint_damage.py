@@ -1,5 +1,4 @@
 """Checkpoints that survive damage, and saves that fail loudly (unas_jax/utils/checkpoint.py)."""
-import json
 import os
 
 import jax.numpy as jnp

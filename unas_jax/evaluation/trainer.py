@@ -13,7 +13,6 @@ the ``data`` axis.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any
@@ -34,6 +33,7 @@ from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.parallel.mesh import DATA_AXIS
 from unas_jax.utils import checkpoint as checkpoint_lib
+from unas_jax.utils import files
 from unas_jax.utils import finite as finite_lib
 from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
@@ -221,8 +221,7 @@ def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop
                            tuple(info.image_shape))
   if is_main:
     print(summary.format(), flush=True)
-    with open(os.path.join(workdir, "network_summary.json"), "w") as f:
-      json.dump(dataclasses.asdict(summary), f, indent=1)
+    files.write_json(os.path.join(workdir, "network_summary.json"), dataclasses.asdict(summary))
   if config.get("summary_only", False):
     return {"summary": dataclasses.asdict(summary)}
 
@@ -298,8 +297,7 @@ def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop
   out = {"network": dataclasses.asdict(summary), "test": result, "steps": total_steps,
          "dataset": info.name, "ema": bool(cfg.ema_decay)}
   if is_main:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(out, f, indent=1)
+    files.write_json(os.path.join(workdir, "results.json"), out)
     records = history.read()
     plots.curves([r for r in records if r.get("phase") != "test"], ["loss", "acc", "lr", "drop_path"],
                  os.path.join(workdir, "train_curves.png"), f"training {network.name}", x_key="epoch")

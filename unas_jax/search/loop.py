@@ -18,7 +18,6 @@ run resumes from; a signal before the first step exits at once.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Callable, Protocol
@@ -30,12 +29,13 @@ import numpy as np
 
 from unas_jax import data as data_lib
 from unas_jax import estimators as est
-from unas_jax.config import check_range
+from unas_jax.config import check_number
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.search import step as step_lib
 from unas_jax.utils import checkpoint as checkpoint_lib
+from unas_jax.utils import files
 from unas_jax.utils import finite as finite_lib
 from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
@@ -106,7 +106,7 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   s = config.search
-  check_range("search.epochs", s.epochs, 0, float("inf"))
+  check_number("config.search.epochs", s.epochs, 0, low_open=True)
   if s.init_epochs < 0 or s.init_epochs > s.epochs:
     raise ConfigError(f"search.init_epochs={s.init_epochs} must lie in [0, search.epochs={s.epochs}]")
   if config.batch_size < 1:
@@ -328,10 +328,9 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
   genotype = _write_outputs(space, state, history, outputs, workdir)
   summary = {"steps": total_steps, "final_eval": last_eval, "genotype": os.path.join(outputs, "genotype.json"),
              "compile_seconds": compile_seconds, "pictures": sorted(
-                 os.path.join(outputs, f) for f in os.listdir(outputs) if f.endswith(".png"))}
+                 os.path.join(outputs, f) for f in files.listdir(outputs) if f.endswith(".png"))}
   if is_main:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    files.write_json(os.path.join(workdir, "summary.json"), summary)
     print(f"Genotype: {summary['genotype']}\n{genotype}\nPictures: {', '.join(summary['pictures'])}\n"
           f"TensorBoard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}", flush=True)
   checkpointer.close()

@@ -347,10 +347,8 @@ class Genotype:
 
   def save(self, path: str | os.PathLike) -> None:
     """Writes :meth:`to_json` to ``path`` (atomically: a temporary file, then rename)."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(self.to_json())
-    tmp.replace(path)
+    from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
+    files.write_text(path, self.to_json())
 
   # ---------------------------------------------------------- indices --
   def to_indices(self, op_names: Sequence[str] = UNAS_OPS) -> dict[str, list[tuple[list[int], list[int]]]]:
@@ -648,5 +646,6 @@ def plot_cell(genotype: Genotype, which: str, path: str | os.PathLike, *, title:
   ax.set_title(title or f"{which} cell (edge a above, edge b below; c_{{k}} = concat of nodes 0..{n - 1})",
                fontsize=11)
   fig.tight_layout()
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
+  files.save_figure(fig, path, dpi=110, bbox_inches="tight")
   plt.close(fig)

@@ -278,8 +278,9 @@ class ProxylessGenotype:
     return cls.from_json_dict(data)
 
   def save(self, path: str) -> None:
-    with open(path, "w") as f:
-      f.write(self.to_json() + "\n")
+    """Writes :meth:`to_json` to ``path`` (a local path or a URI, atomically where the storage allows)."""
+    from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
+    files.write_text(path, self.to_json() + "\n")
 
   @classmethod
   def load(cls, path: str) -> "ProxylessGenotype":
