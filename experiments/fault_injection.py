@@ -400,6 +400,8 @@ def main() -> int:
                       help="kill -9 within this many s after setup (default: the reference run's duration)")
   parser.add_argument("--base", default=None, help="scratch folder (default: a new temporary one)")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--reference", default=None,
+                      help="workdir of an earlier uninterrupted run of the same config (skips the reference run)")
   parser.add_argument("--cache", default=None, help="persistent compilation cache (default <base>/xla_cache)")
   parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
   args = parser.parse_args()
@@ -415,7 +417,10 @@ def main() -> int:
   if unknown:
     parser.error(f"unknown case(s) {unknown}; choose from {list(CASES)}")
   needs_reference = any(c != "bad_inputs" for c in wanted)
-  if needs_reference:
+  if needs_reference and args.reference:
+    h.reference = read_run(args.reference)  # an uninterrupted run of this script's config, done before
+    h.run_seconds = args.kill_window or 60.0
+  elif needs_reference:
     case_reference(h, args)
     if h.reference is None:
       print("the reference run failed; see", base, file=sys.stderr)

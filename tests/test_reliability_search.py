@@ -1,6 +1,7 @@
 """A diverging search, a damaged checkpoint and a damaged history, end to end on the tiny DARTS search."""
 import json
 import os
+import re
 import shutil
 
 import jax
@@ -79,3 +80,22 @@ def test_history_starts_afresh_without_a_checkpoint(tmp_path):
   assert [s for s in _history_steps(tmp_path)] == [2, 4, 6, 6]  # search records, then the final eval record
   records = [json.loads(l) for l in open(tmp_path / "history.jsonl")]
   assert [r["phase"] for r in records] == ["search", "search", "search", "eval"]
+
+
+@pytest.mark.slow
+def test_evaluation_training_divergence_stops_with_exit_3(tmp_path):
+  from test_evaluation import _tiny_config  # pylint: disable=import-error,import-outside-toplevel
+  from unas_jax.evaluation import run as run_lib  # pylint: disable=import-outside-toplevel
+  config = _tiny_config(tmp_path)
+  config.checkpoint_every = 2
+  config.train.stop_at_step = 2
+  assert run_lib.run(config, str(tmp_path)) == {"stopped_at": 2}
+  config.train.stop_at_step = -1
+  config.train.lr = 1e30  # weights of ~1e30 overflow float32 in the first BatchNorm variance
+  with pytest.raises(errors.NonFiniteError) as info:
+    run_lib.run(config, str(tmp_path))
+  message = str(info.value)
+  bad_step = int(re.search(r"(loss|grad_norm) is not finite at step (\d+)", message).group(2))
+  assert bad_step >= 3 and f"Last good checkpoint: step 2 in {tmp_path / 'checkpoints'}" in message
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]
+  assert not (tmp_path / "results.json").exists()
