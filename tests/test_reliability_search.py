@@ -18,7 +18,9 @@ from test_darts_search import tiny_config  # pylint: disable=import-error
 
 @pytest.fixture(scope="module", autouse=True)
 def cache(tmp_path_factory):
-  compilation_cache.enable(str(tmp_path_factory.mktemp("xla_cache")))
+  # UNAS_JAX_TEST_COMPILATION_CACHE: reuse a warm cache between local reruns (default: a fresh one).
+  compilation_cache.enable(os.environ.get("UNAS_JAX_TEST_COMPILATION_CACHE")
+                           or str(tmp_path_factory.mktemp("xla_cache")))
 
 
 def _config(**search):
