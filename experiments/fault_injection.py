@@ -364,6 +364,9 @@ def case_bad_inputs(h: Harness, args) -> None:
       os.path.join(ROOT, "foo:")))
 
 
+DAMAGES = ("truncated state/_METADATA", "empty step folder", "garbage state/_METADATA", "no state item",
+           "garbage meta/metadata")
+
 CASES = {
     "bad_inputs": case_bad_inputs,
     "sigterm": lambda h, a: case_signal(h, a, signal.SIGTERM, False),
@@ -371,9 +374,7 @@ CASES = {
     "sigterm_compile": case_signal_during_compile,
     "kill9": lambda h, a: [case_kill9(h, a, i, False) for i in range(a.kills)],
     "kill9_save": lambda h, a: [case_kill9(h, a, i, True) for i in range(a.save_kills)],
-    "damaged": lambda h, a: [case_damaged(h, a, how) for how in (
-        "truncated state/_METADATA", "garbage state/_METADATA", "no state item", "empty step folder",
-        "garbage meta/metadata")],
+    "damaged": lambda h, a: [case_damaged(h, a, how) for how in DAMAGES[:a.damages]],
     "all_damaged": case_all_damaged,
     "nonfinite": case_nonfinite,
     "history": lambda h, a: [case_history(h, a, how) for how in ("truncated last line", "no checkpoint left")],
@@ -395,6 +396,8 @@ def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {list(CASES)}")
   parser.add_argument("--kills", type=int, default=2, help="random kill -9 repetitions")
+  parser.add_argument("--damages", type=int, default=len(DAMAGES),
+                      help=f"how many kinds of checkpoint damage to try, of {list(DAMAGES)}")
   parser.add_argument("--save_kills", type=int, default=1, help="kill -9 during a checkpoint write, repetitions")
   parser.add_argument("--kill_window", type=float, default=0.0,
                       help="kill -9 within this many s after setup (default: the reference run's duration)")
