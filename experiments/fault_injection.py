@@ -281,7 +281,7 @@ def case_nonfinite(h: Harness, args) -> None:
   steps = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   genotype = os.path.exists(os.path.join(workdir, "genotype", "genotype.json"))
   ok = code == 3 and line.startswith("unas_jax: error:") and steps == ["2"] and not genotype
-  h.row("diverging (w_lr=1e6) after a good checkpoint", [first.proc.returncode, code],
+  h.row("diverging (w_lr=1e30) after a good checkpoint", [first.proc.returncode, code],
         line + f" [checkpoints: {steps}; genotype written: {genotype}]", "-", run.seconds(), ok)
 
 
