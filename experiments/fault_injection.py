@@ -275,7 +275,7 @@ def case_all_damaged(h: Harness, args) -> None:
 
 def case_nonfinite(h: Harness, args) -> None:
   workdir, first = _stopped_at(h, "nonfinite", 2)
-  run = Run(h.base, "nonfinite_rerun", workdir, ["--config.search.w_lr=1e6"])
+  run = Run(h.base, "nonfinite_rerun", workdir, ["--config.search.w_lr=1e30"])
   code = run.wait()
   line = run.line()
   steps = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
