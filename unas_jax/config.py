@@ -6,6 +6,7 @@ command line as ``--config.search.phi_lr=3e-4``.
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Iterable
 
@@ -70,6 +71,50 @@ def check_range(name: str, value: float, low: float, high: float, *, inclusive: 
   if not ok:
     bounds = f"[{low}, {high}]" if inclusive else f"({low}, {high})"
     raise ConfigError(f"{name}={value!r} must lie in {bounds}")
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads ``path.py[:arg]`` as ml_collections does; a failing ``get_config`` is a one-line ConfigError.
+
+  (ml_collections reports it as a flag error holding the whole nested traceback.)
+  """
+  path = config_file_path(spec)
+  arg = spec.split(":", 1)[1] if ":" in spec else None
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  try:
+    module_spec = importlib.util.spec_from_file_location("_unas_jax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.get_config(arg) if arg is not None else module.get_config()
+  except ConfigError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"config {spec!r}: {type(e).__name__}: {e}") from None
+
+
+def describe_range(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> str:
+  """``[1, inf)``-style interval text."""
+  lo = "-inf" if low == -math.inf else f"{low:g}"
+  hi = "inf" if high == math.inf else f"{high:g}"
+  return f"{'(' if low_open or low == -math.inf else '['}{lo}, {hi}{')' if high_open or high == math.inf else ']'}"
+
+
+def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
+                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
+  """Raises ConfigError unless ``value`` is a finite number (an int if ``integer``) in the range.
+
+  The message is one line naming the key, the value and the range, e.g.
+  ``config.log_every=0 must be an integer in [1, inf)``.
+  """
+  kind = "an integer" if integer else "a finite number"
+  bounds = describe_range(low, high, low_open=low_open, high_open=high_open)
+  ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
+  if ok and not integer:
+    ok = math.isfinite(value)
+  if ok:
+    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+  if not ok:
+    raise ConfigError(f"{name}={value!r} must be {kind} in {bounds}")
 
 
 def config_file_path(spec: str) -> str:

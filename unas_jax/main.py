@@ -4,16 +4,30 @@ r"""Command-line entry point: parses flags and runs the job the config names.
         --workdir=/tmp/unas --config.search.phi_lr=3e-4
 
 Errors a user can fix (``UnasError``: a wrong config key, a missing dataset, an
-unknown op) are printed as one line and exit with status 2.
+unknown op) are printed as one line ``unas_jax: error: ...``. Every config value
+is validated before any data is loaded or anything compiled.
+
+Exit codes (``unas_jax.errors``):
+
+* 0: done.
+* 2: bad input (config, data, genotype, workdir; or no checkpoint in the workdir
+  restores). Fix it: rerunning as is fails again.
+* 3: a loss or gradient became NaN/inf; the run stopped at once, saved nothing
+  from the bad state and names the last good checkpoint.
+* 74: a checkpoint could not be written (disk full); the last good one is kept.
+* 75: stopped by SIGTERM, Ctrl-C or preemption (a checkpoint was saved, or none
+  was due): rerun the same command to resume. A second Ctrl-C exits at once, also 75.
 """
 from __future__ import annotations
 
+import signal
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from unas_jax import config as config_lib
+from unas_jax import errors
 from unas_jax.errors import UnasError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -30,9 +44,10 @@ _DISTRIBUTED = flags.DEFINE_enum(
     "(TPU pod, Slurm, Kubernetes JobSet, Open MPI); off: single process.")
 
 
-def _fail(message: str) -> None:
-  print(f"unas_jax: error: {message}", file=sys.stderr)
-  sys.exit(2)
+def _fail(message: str, exit_code: int = errors.EXIT_BAD_INPUT) -> None:
+  message = " ".join(str(message).split())  # one line, whatever the message held
+  print(f"unas_jax: error: {message}", file=sys.stderr, flush=True)
+  sys.exit(exit_code)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -40,7 +55,7 @@ def _parse_flags(argv: list[str]) -> list[str]:
   for arg in argv[1:]:
     if arg.startswith("--config="):
       try:
-        config_lib.config_file_path(arg.split("=", 1)[1])
+        config_lib.load_config_file(arg.split("=", 1)[1])
       except UnasError as e:
         _fail(str(e))
   try:
@@ -54,6 +69,11 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return []  # unreachable
 
 
+def _interrupt(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt
+
+
 def main(argv: list[str]) -> None:
   del argv
   if _CONFIG.value is None:
@@ -62,18 +82,35 @@ def main(argv: list[str]) -> None:
   if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
     # Library INFO logs (orbax, XLA backends) drown the progress bar; --verbosity=0 restores them.
     logging.set_verbosity(logging.WARNING)
+  # Until a job installs its own stop handling: SIGTERM like Ctrl-C, one line and exit 75.
+  signal.signal(signal.SIGTERM, _interrupt)
   from unas_jax import jobs  # Heavy imports only after the flags are good.
   from unas_jax.parallel import distributed
   try:
     config_lib.check_required(config)
+    # Every value in range before a device is touched, data loaded or anything compiled.
+    jobs.validate(config)
     # Before anything touches a device.
     how = distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                                  mode=_DISTRIBUTED.value)
     if how != "single process":
       print(f"unas_jax: distributed runtime: {how}", flush=True)
-    jobs.run(config, _WORKDIR.value)
+    result = jobs.run(config, _WORKDIR.value)
   except UnasError as e:
-    _fail(str(e))
+    _fail(str(e), e.exit_code)
+  except OSError as e:
+    # Storage the run writes besides checkpoints (history, TensorBoard, plots) failing: disk full,
+    # storage gone. Checkpoints are written atomically, so the last complete one is intact.
+    _fail(f"I/O error, the run stopped: {e}; free space (or fix the storage) and rerun to resume from the last "
+          "checkpoint", errors.EXIT_IO)
+  except KeyboardInterrupt:
+    # Ctrl-C outside a job's loop (imports, start-up): nothing to save.
+    print("\nunas_jax: stopped by a signal during start-up; rerun the same command to resume", file=sys.stderr,
+          flush=True)
+    sys.exit(errors.EXIT_STOPPED)
+  if isinstance(result, dict) and "stopped_at" in result:
+    # Not done: a scheduler must tell "preempted, rerun me" from "finished".
+    sys.exit(errors.EXIT_STOPPED)
 
 
 def run() -> None:

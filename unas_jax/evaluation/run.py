@@ -18,7 +18,6 @@ needs no data (their class counts and image sizes are known).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -108,7 +107,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     info = nominal_info(config.data) or data_lib.load(config.data).info
     summary = summarize(network, info)
     print(summary.format(), flush=True)
-    with open(os.path.join(workdir, "network_summary.json"), "w") as f:
-      json.dump(dataclasses.asdict(summary), f, indent=1)
+    from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
+    files.write_json(os.path.join(workdir, "network_summary.json"), dataclasses.asdict(summary))
     return {"summary": dataclasses.asdict(summary)}
   return trainer.run_training(config, workdir, network)

@@ -13,7 +13,6 @@ the ``data`` axis.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any
@@ -34,6 +33,8 @@ from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.parallel.mesh import DATA_AXIS
 from unas_jax.utils import checkpoint as checkpoint_lib
+from unas_jax.utils import files
+from unas_jax.utils import finite as finite_lib
 from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
 from unas_jax.utils.interrupt import StopRequest
@@ -186,12 +187,28 @@ class NetworkSummary:
             f"at {'x'.join(map(str, self.input_shape))}")
 
 
+# The step metrics whose non-finite value stops training.
+FINITE_METRICS = ("loss", "grad_norm")
+
+
 def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> dict:
   """Trains ``network`` (see ``unas_jax.evaluation.networks``) and writes ``results.json``.
 
   ``network`` provides ``build(info) -> nnx.Module``, ``is_aux(path) -> bool``,
-  ``macs(info) -> int`` and ``name``.
+  ``macs(info) -> int`` and ``name``. The first step whose loss or gradient norm
+  is not finite stops training (``NonFiniteError``) before any checkpoint or
+  evaluation is made from it; ``history.jsonl`` is cut back to the step resumed
+  from; a signal before the first step exits at once.
   """
+  # Before setup: a signal during data loading or the first compile exits at once.
+  stop = StopRequest().install()
+  try:
+    return _run_training(config, workdir, network, stop)
+  finally:
+    stop.restore()
+
+
+def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop: StopRequest) -> dict:
   t = config.train
   check_train_config(config)
   is_main = jax.process_index() == 0
@@ -204,8 +221,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
                            tuple(info.image_shape))
   if is_main:
     print(summary.format(), flush=True)
-    with open(os.path.join(workdir, "network_summary.json"), "w") as f:
-      json.dump(dataclasses.asdict(summary), f, indent=1)
+    files.write_json(os.path.join(workdir, "network_summary.json"), dataclasses.asdict(summary))
   if config.get("summary_only", False):
     return {"summary": dataclasses.asdict(summary)}
 
@@ -223,17 +239,18 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   restored = checkpointer.restore(state)
   if restored is not None:
     state = restored[0]
-    history.truncate_after(int(state.step))
     if is_main:
       print(f"Resuming from step {int(state.step)}", flush=True)
   start = int(state.step)
+  # The history follows the checkpoint: records past it (or all, without one) would appear twice.
+  history.truncate_after(start)
+  watch = finite_lib.FiniteWatch(FINITE_METRICS)
   train_step = make_train_step(model_def, tx, cfg, mesh, schedule)
   eval_step = make_eval_step(model_def, mesh)
   batches = data_lib.prefetch(data_lib.train_batches(dataset, global_batch, config.seed, start,
                                                      process_index=jax.process_index(),
                                                      process_count=jax.process_count()))
   writer = metrics_lib.create_writer(workdir)
-  stop = StopRequest().install()
   progress = Progress(total_steps, start, f"train {network.name}")
   eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
   stop_at_step = int(t.get("stop_at_step", -1))  # >= 0: save and stop there, as if interrupted (tests)
@@ -241,9 +258,13 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   try:
     step = start
     while step < total_steps:
+      checkpointer.check()  # a failed background save stops the run now
       state, metrics = train_step(state, mesh_lib.put_batch(next(batches), mesh))
       step += 1
+      watch.update(step, metrics)  # on the device: no host sync
+      stop.mark_saving_needed()
       if step % config.log_every == 0 or step == total_steps:
+        watch.check(checkpointer.last_good())
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         writer.write_scalars(step, metrics)
         history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
@@ -251,6 +272,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
       else:
         progress.update(step, global_batch)
       if step % eval_every == 0 or step == total_steps:
+        watch.check(checkpointer.last_good())
         weights = state.ema_w if cfg.ema_decay else state.w
         result = evaluate(eval_step, weights, state.stats, dataset, global_batch, mesh)
         writer.write_scalars(step, {f"test/{k}": v for k, v in result.items()})
@@ -259,6 +281,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
                        f"top-5 {result['top5']:.4f}")
       stopping = stop.requested or step == stop_at_step
       if step % config.checkpoint_every == 0 or step == total_steps or stopping:
+        watch.check(checkpointer.last_good())  # never overwrite a good checkpoint with a diverged state
         checkpointer.save(step, state, {"step": step}, force=True)
       if stopping:
         checkpointer.wait()
@@ -267,7 +290,6 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
         return {"stopped_at": step}
   finally:
     progress.close()
-    stop.restore()
     writer.flush()
     checkpointer.wait()
   if not result:  # resumed after the last step: evaluate once more
@@ -275,8 +297,7 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   out = {"network": dataclasses.asdict(summary), "test": result, "steps": total_steps,
          "dataset": info.name, "ema": bool(cfg.ema_decay)}
   if is_main:
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-      json.dump(out, f, indent=1)
+    files.write_json(os.path.join(workdir, "results.json"), out)
     records = history.read()
     plots.curves([r for r in records if r.get("phase") != "test"], ["loss", "acc", "lr", "drop_path"],
                  os.path.join(workdir, "train_curves.png"), f"training {network.name}", x_key="epoch")

@@ -8,11 +8,16 @@ state, step; the data position is the step, since batches are pure functions of
 ``(seed, step)``), saves on SIGINT/SIGTERM or preemption, logs TensorBoard
 scalars, shows a progress bar, and writes the genotype (JSON), its pictures and
 a heat map of the selector probabilities over time.
+
+Fail-fast and resume rules (README "Reliability"): the first step whose loss or
+gradient norm is not finite stops the run (``NonFiniteError``, exit 3) before
+any checkpoint, evaluation or genotype is made from it; a failed checkpoint
+write stops it (``SaveError``); ``history.jsonl`` is cut back to the step the
+run resumes from; a signal before the first step exits at once.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from typing import Any, Callable, Protocol
@@ -24,12 +29,14 @@ import numpy as np
 
 from unas_jax import data as data_lib
 from unas_jax import estimators as est
-from unas_jax.config import check_range
+from unas_jax.config import check_number
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.search import step as step_lib
 from unas_jax.utils import checkpoint as checkpoint_lib
+from unas_jax.utils import files
+from unas_jax.utils import finite as finite_lib
 from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
 from unas_jax.utils.interrupt import StopRequest
@@ -99,7 +106,7 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
 
 def validate(config: ml_collections.ConfigDict) -> None:
   s = config.search
-  check_range("search.epochs", s.epochs, 0, float("inf"))
+  check_number("config.search.epochs", s.epochs, 0, low_open=True)
   if s.init_epochs < 0 or s.init_epochs > s.epochs:
     raise ConfigError(f"search.init_epochs={s.init_epochs} must lie in [0, search.epochs={s.epochs}]")
   if config.batch_size < 1:
@@ -187,8 +194,25 @@ def latency_inputs(setup: SearchSetup, state, control):
   return placed, control
 
 
+# The step metrics whose non-finite value stops a search (warm-up steps have only the w ones).
+FINITE_METRICS = ("objective", "w_loss", "phi_grad_norm", "w_grad_norm")
+
+
 def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> dict:
-  """Runs (or resumes) a search; returns a summary dict (also written to ``summary.json``)."""
+  """Runs (or resumes) a search; returns a summary dict (also written to ``summary.json``).
+
+  Returns ``{"stopped_at": step}`` when stopped by a signal, preemption or
+  ``search.stop_at_step`` (rerun to resume).
+  """
+  # Before setup: a signal during data loading or the first compile exits at once.
+  stop = StopRequest().install()
+  try:
+    return _run_search(config, workdir, space, stop)
+  finally:
+    stop.restore()
+
+
+def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace, stop: StopRequest) -> dict:
   is_main = jax.process_index() == 0
   setup = setup_search(config, workdir, space)
   dataset, mesh, cfg, latency, state = setup.dataset, setup.mesh, setup.cfg, setup.latency, setup.state
@@ -203,12 +227,14 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
     state, meta, _ = restored
     if latency is not None and "latency" in meta:
       latency.load_state_dict(meta["latency"])
-    history.truncate_after(int(state.step))
     if is_main:
       print(f"Resuming from step {int(state.step)} (checkpoint in {checkpointer.directory})", flush=True)
     # The config of this run decides the latency target and c, also on resume.
     state = state.replace(**mesh_lib.put_replicated(step_lib.latency_hparams(cfg), mesh))
   start_step = int(state.step)
+  # The history follows the checkpoint: records past it (or all, without one) would appear twice.
+  history.truncate_after(start_step)
+  watch = finite_lib.FiniteWatch(FINITE_METRICS)
 
   search_step, warmup_step, eval_step = setup.search_step, setup.warmup_step, setup.eval_step
   batches = data_lib.prefetch(data_lib.search_batches(
@@ -218,7 +244,6 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
   outputs = plots.ensure_dir(os.path.join(workdir, "genotype"))
   control = latency.control_params() if latency else jnp.zeros(())
 
-  stop = StopRequest().install()
   progress = Progress(total_steps, start_step, f"search {space.name}")
   if is_main:
     print(f"search: {total_steps} steps ({s.epochs} epochs x {steps_per_epoch}, first {warmup_steps} w-only), "
@@ -229,6 +254,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
   compile_seconds = {}
   try:
     while step < total_steps:
+      checkpointer.check()  # a failed background save stops the run now, not at the end
       (x_t, y_t), (x_v, y_v) = next(batches)
       batch_train = mesh_lib.put_batch((x_t, y_t), mesh)
       t0 = time.perf_counter()
@@ -252,10 +278,13 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
         jax.block_until_ready(state)
         compile_seconds[kind] = time.perf_counter() - t0
       step += 1
+      watch.update(step, metrics)  # on the device: no host sync
+      stop.mark_saving_needed()
       log_now = step % config.log_every == 0 or step == total_steps
       epoch_end = step % steps_per_epoch == 0 or step == total_steps
       if log_now:
         # Blocking here every few steps also keeps XLA:CPU collectives from piling up.
+        watch.check(checkpointer.last_good())
         metrics = {k: float(v) for k, v in _host(metrics).items()}
         if latency is not None:
           metrics.update(latency.after_step(step, _host(state.phi)))
@@ -270,6 +299,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
         progress.update(step, global_batch)
       eval_due = epoch_end or (config.get("eval_every", 0) and step % config.eval_every == 0)
       if eval_due and step > warmup_steps:
+        watch.check(checkpointer.last_good())  # no evaluation or genotype from a diverged state
         last_eval = _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg)
         writer.write_scalars(step, {f"eval/{k}": v for k, v in last_eval.items()})
         history.append({"step": step, "epoch": step / steps_per_epoch, "phase": "eval", **last_eval})
@@ -282,6 +312,7 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
         meta = {"step": step, "seed": config.seed, "config": config.to_json_best_effort()}
         if latency is not None:
           meta["latency"] = latency.state_dict()
+        watch.check(checkpointer.last_good())  # never overwrite a good checkpoint with a diverged state
         checkpointer.save(step, state, meta, force=True)
       if stop.requested or preempted or step == s.get("stop_at_step", -1):
         checkpointer.wait()
@@ -290,17 +321,16 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
         return {"stopped_at": step}
   finally:
     progress.close()
-    stop.restore()
     writer.flush()
     checkpointer.wait()
 
+  watch.check(checkpointer.last_good())
   genotype = _write_outputs(space, state, history, outputs, workdir)
   summary = {"steps": total_steps, "final_eval": last_eval, "genotype": os.path.join(outputs, "genotype.json"),
              "compile_seconds": compile_seconds, "pictures": sorted(
-                 os.path.join(outputs, f) for f in os.listdir(outputs) if f.endswith(".png"))}
+                 os.path.join(outputs, f) for f in files.listdir(outputs) if f.endswith(".png"))}
   if is_main:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    files.write_json(os.path.join(workdir, "summary.json"), summary)
     print(f"Genotype: {summary['genotype']}\n{genotype}\nPictures: {', '.join(summary['pictures'])}\n"
           f"TensorBoard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}", flush=True)
   checkpointer.close()

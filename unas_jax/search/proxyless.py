@@ -45,6 +45,7 @@ from unas_jax.nn.proxyless_supernet import ProxylessSupernet
 from unas_jax.search import loop
 from unas_jax.search import step as step_lib
 from unas_jax.spaces import proxyless as space
+from unas_jax.utils import files
 
 PyTree = Any
 SOURCES = ("probe", "lut")
@@ -79,7 +80,7 @@ class ProxylessLatency:
     self.config = lc
     self.eps = config.search.eps
     self.directory = os.path.join(workdir, "latency")
-    os.makedirs(self.directory, exist_ok=True)
+    files.makedirs(self.directory)
     self.is_main = jax.process_index() == 0
     self.probe = None
     self.table = None
@@ -236,11 +237,11 @@ class ProxylessSearchSpace:
     genotype.save(path)
     paths = [path]
     if self.latency is not None:
-      with open(os.path.join(out_dir, "latency.json"), "w") as f:
-        json.dump({"predicted_ms": float(self.latency.surrogate.latency(genotype)),
-                   "measured_ms": float(self.latency._measure_genotypes([genotype])[0]),
-                   "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
-                   "penalty": self.config.latency.penalty}, f, indent=1)
+      files.write_json(os.path.join(out_dir, "latency.json"),
+                       {"predicted_ms": float(self.latency.surrogate.latency(genotype)),
+                        "measured_ms": float(self.latency._measure_genotypes([genotype])[0]),
+                        "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
+                        "penalty": self.config.latency.penalty})
       paths.append(os.path.join(out_dir, "latency.json"))
     return paths
 

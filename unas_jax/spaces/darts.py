@@ -347,10 +347,8 @@ class Genotype:
 
   def save(self, path: str | os.PathLike) -> None:
     """Writes :meth:`to_json` to ``path`` (atomically: a temporary file, then rename)."""
-    path = pathlib.Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(self.to_json())
-    tmp.replace(path)
+    from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
+    files.write_text(path, self.to_json())
 
   # ---------------------------------------------------------- indices --
   def to_indices(self, op_names: Sequence[str] = UNAS_OPS) -> dict[str, list[tuple[list[int], list[int]]]]:
@@ -410,7 +408,7 @@ def genotype_from_dict(d: Mapping[str, Any], *, num_nodes: int | None = None) ->
   for cell_type in CELL_TYPES:
     key = cell_type + "_concat"
     want = list(getattr(genotype, key))
-    if key in d and list(d[key]) != want:
+    if key in d and (not isinstance(d[key], list) or list(d[key]) != want):
       raise ConfigError(f"'{key}' is {d[key]}; the factorised cell concatenates every intermediate node, {want}")
   return genotype
 
@@ -434,6 +432,8 @@ def load_genotype(path: str | os.PathLike, *, num_nodes: int | None = None) -> G
     return genotype_from_json(path.read_text(), num_nodes=num_nodes)
   except ConfigError as e:
     raise ConfigError(f"{path}: {e}") from None
+  except UnicodeDecodeError:
+    raise ConfigError(f"{path} is not a genotype JSON file (not UTF-8 text)") from None
 
 
 def genotype_from_indices(normal: Sequence[tuple[Sequence[int], Sequence[int]]],
@@ -646,5 +646,6 @@ def plot_cell(genotype: Genotype, which: str, path: str | os.PathLike, *, title:
   ax.set_title(title or f"{which} cell (edge a above, edge b below; c_{{k}} = concat of nodes 0..{n - 1})",
                fontsize=11)
   fig.tight_layout()
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
+  files.save_figure(fig, path, dpi=110, bbox_inches="tight")
   plt.close(fig)

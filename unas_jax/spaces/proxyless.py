@@ -278,15 +278,20 @@ class ProxylessGenotype:
     return cls.from_json_dict(data)
 
   def save(self, path: str) -> None:
-    with open(path, "w") as f:
-      f.write(self.to_json() + "\n")
+    """Writes :meth:`to_json` to ``path`` (a local path or a URI, atomically where the storage allows)."""
+    from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
+    files.write_text(path, self.to_json() + "\n")
 
   @classmethod
   def load(cls, path: str) -> "ProxylessGenotype":
     if not os.path.isfile(path):
       raise ConfigError(f"genotype file {path!r} does not exist")
-    with open(path) as f:
-      return cls.from_json(f.read())
+    try:
+      with open(path) as f:
+        text = f.read()
+    except UnicodeDecodeError:
+      raise ConfigError(f"{path} is not a genotype JSON file (not UTF-8 text)") from None
+    return cls.from_json(text)
 
 
 # Facts from the UNAS publication / NVlabs/unas proxylessnas/genotypes.py (UNAS) and from

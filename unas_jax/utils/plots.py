@@ -1,10 +1,11 @@
 """Plots a person would rather look at than read: selector probabilities over time, curves."""
 from __future__ import annotations
 
-import os
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from unas_jax.utils import files
 
 
 def _pyplot():
@@ -47,7 +48,7 @@ def probability_heatmaps(steps: Sequence[int], probabilities: Sequence[Mapping[s
   fig.colorbar(image, ax=axes[:, 0].tolist(), fraction=0.02, pad=0.01, label="probability")
   if title:
     fig.suptitle(title, y=1 - 0.25 / height)
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  files.save_figure(fig, path, dpi=110, bbox_inches="tight")
   plt.close(fig)
   return path
 
@@ -74,11 +75,11 @@ def curves(records: Sequence[Mapping[str, float]], keys: Sequence[str], path: st
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  files.save_figure(fig, path, dpi=110)
   plt.close(fig)
   return path
 
 
 def ensure_dir(path: str) -> str:
-  os.makedirs(path, exist_ok=True)
-  return path
+  """Creates ``path`` (a local path or a URI) if needed."""
+  return files.makedirs(path)

@@ -1,0 +1,85 @@
+"""Files under a URI workdir go through etils.epath: nothing lands in a local folder named after the URI.
+
+The storage behind ``gs://`` is replaced for the test by a local folder (etils'
+``epath.testing.mock_epath``); what is checked is that every writer of the run's
+files (history, genotype, plots, summaries) reaches it through epath, never
+through ``open``/``os.makedirs`` on the URI string.
+"""
+import contextlib
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+from etils.epath import gpath
+from etils.epath import testing as epath_testing
+
+from unas_jax.spaces import darts
+from unas_jax.spaces import proxyless
+from unas_jax.utils import files
+from unas_jax.utils import metrics as metrics_lib
+from unas_jax.utils import plots
+
+
+@contextlib.contextmanager
+def fake_bucket(root: pathlib.Path):
+  """``gs://<path>`` -> ``root/<path>`` for every epath operation."""
+  def local(path):
+    text = os.fspath(path)
+    assert text.startswith("gs://"), f"a local path reached the bucket backend: {text}"
+    return str(root / text[len("gs://"):])
+
+  def redirect(fn_name):
+    def fn(original, path, *args, **kwargs):
+      del original
+      target = local(path)
+      impl = {
+          "open": lambda p, mode="r", **kw: open(p, mode, **kw),
+          "exists": os.path.exists, "isdir": os.path.isdir, "listdir": os.listdir,
+          "makedirs": lambda p, exist_ok=False, mode=0o777: os.makedirs(p, exist_ok=exist_ok),
+          "mkdir": lambda p, exist_ok=False, mode=0o777: (os.mkdir(p) if not (exist_ok and os.path.isdir(p))
+                                                          else None),
+          "remove": os.remove, "rmtree": shutil.rmtree,
+          "rename": lambda p, dst: os.rename(p, local(dst)),
+          "replace": lambda p, dst: os.replace(p, local(dst)),
+      }[fn_name]
+      return impl(target, *args, **kwargs)
+    return fn
+
+  names = ("open", "exists", "isdir", "listdir", "makedirs", "mkdir", "remove", "rmtree", "rename", "replace")
+  # With TensorFlow installed epath sends gs:// to tf.io.gfile whatever the mock says.
+  with epath_testing.mock_epath(**{n: redirect(n) for n in names}), \
+       pytest.MonkeyPatch.context() as mp:
+    mp.setattr(gpath, "_is_tf_installed", lambda: False)
+    yield
+
+
+def test_run_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # a local folder named after the URI would appear here
+  bucket = tmp_path / "bucket"
+  bucket.mkdir()
+  workdir = "gs://runs/search"
+  with fake_bucket(bucket):
+    from unas_jax import jobs
+    assert jobs.prepare_workdir(workdir) == workdir
+    history = metrics_lib.JsonlHistory(os.path.join(workdir, "history.jsonl"))
+    for step in (2, 4, 6):
+      history.append({"step": step, "objective": 1.0 / step})
+    history.truncate_after(4)
+    assert [r["step"] for r in history.read()] == [2, 4]
+    out = plots.ensure_dir(os.path.join(workdir, "genotype"))
+    darts.BUILTIN_GENOTYPES["unas_cifar10"].save(os.path.join(out, "genotype.json"))
+    darts.plot_cell(darts.BUILTIN_GENOTYPES["unas_cifar10"], "normal", os.path.join(out, "normal_cell.png"))
+    proxyless.BUILTIN_GENOTYPES["unas_proxyless"].save(os.path.join(out, "proxyless.json"))
+    plots.curves(history.read(), ["objective"], os.path.join(workdir, "search_curves.png"), "search")
+    plots.probability_heatmaps([2, 4], [{"g": np.full((2, 3), 1 / 3)}] * 2, {"g": ["a", "b", "c"]},
+                               os.path.join(workdir, "probs.png"))
+    files.write_json(os.path.join(workdir, "summary.json"), {"steps": 6})
+    assert files.listdir(out) == ["genotype.json", "normal_cell.png", "proxyless.json"]
+  assert not any(p.name.startswith("gs:") for p in tmp_path.iterdir()), os.listdir(tmp_path)
+  run = bucket / "runs" / "search"
+  assert sorted(p.name for p in run.iterdir()) == ["genotype", "history.jsonl", "probs.png", "search_curves.png",
+                                                   "summary.json"]
+  assert darts.load_genotype(run / "genotype" / "genotype.json") == darts.BUILTIN_GENOTYPES["unas_cifar10"]
+  assert (run / "search_curves.png").read_bytes()[:4] == b"\x89PNG"
