@@ -141,7 +141,7 @@ def aggregate(args) -> dict:
            "|---|---|---|---|---|---|---|---|"]
   for row in rows:
     fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}"
-    wall = fmt(row["wall_s"]).replace(".00", "") if "wall_s" in row else "-"
+    wall = f"{row['wall_s'][0]:.0f} ± {row['wall_s'][1]:.0f}" if "wall_s" in row else "-"
     lines.append(f"| {row['label']} | {row['n']} | {fmt(row['cifar10'])} | {fmt(row['cifar100'])} | "
                  f"{fmt(row['imagenet16_120'])} | {row['rank_cifar10_median']:.0f} | {row['parameter_free']}/{row['n']} | "
                  f"{wall} |")
