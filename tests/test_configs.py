@@ -10,6 +10,7 @@ VARIANTS = {
     "darts_cifar10_eval.py": [None, "quick"], "darts_cifar100_eval.py": [None, "quick"],
     "darts_imagenet_eval.py": [None, "quick"], "proxyless_imagenet_eval.py": [None, "quick"],
     "proxyless_latency.py": [None, "quick", "quick_lut", "lut"], "estimator_benchmark.py": [None],
+    "nb201_cifar10.py": [None, "quick", "quick_digits"],
 }
 
 

@@ -22,6 +22,7 @@ from unas_jax.errors import ConfigError, WorkdirError
 JOBS = {
     "estimator_benchmark": "unas_jax.estimators.report:run",
     "darts_search": "unas_jax.search.darts:run",
+    "nb201_search": "unas_jax.search.nb201:run",
     "proxyless_search": "unas_jax.search.proxyless:run",
     "evaluate": "unas_jax.evaluation.run:run",
 }

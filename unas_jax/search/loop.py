@@ -89,6 +89,9 @@ class SearchSpace(Protocol):
 
   def latency_hooks(self, config: ml_collections.ConfigDict, workdir: str, info: data_lib.DatasetInfo) -> LatencyHooks | None: ...
 
+  # Optional: ``eval_metrics(phi) -> dict[str, float]``, extra metrics of the mode architecture
+  # logged with every evaluation (the NB201 space's benchmark accuracy).
+
 
 def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
   s = config.search
@@ -301,6 +304,9 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
       if eval_due and step > warmup_steps:
         watch.check(checkpointer.last_good())  # no evaluation or genotype from a diverged state
         last_eval = _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg)
+        # Optional hook: a space may add metrics of the mode architecture (e.g. a benchmark look-up).
+        if getattr(space, "eval_metrics", None) is not None:
+          last_eval.update(space.eval_metrics(_host(state.phi)))
         writer.write_scalars(step, {f"eval/{k}": v for k, v in last_eval.items()})
         history.append({"step": step, "epoch": step / steps_per_epoch, "phase": "eval", **last_eval})
         _write_outputs(space, state, history, outputs, workdir)

@@ -1,0 +1,235 @@
+r"""The NAS-Bench-201 space as the search loop sees it (job ``nb201_search``).
+
+Every estimator and objective of the DARTS job runs unchanged: phi is one
+categorical per edge (``{'edges': [6, 5]}``), sampled per example, per device or
+shared (``search.sampling``), through :func:`unas_jax.search.loop.run_search`.
+
+Benchmark (``benchmark.table``, a CSV in the format of
+:mod:`unas_jax.spaces.nb201_tables`; empty: off): the found cell's benchmark
+accuracy on CIFAR-10, CIFAR-100 and ImageNet16-120 and its CIFAR-10 rank are
+printed, logged and written to ``genotype/benchmark.json``; at every evaluation
+the mode cell's benchmark accuracy joins the eval metrics (``bench_cifar10``,
+...), which gives the curve of benchmark accuracy over the search.
+
+Latency (``latency.enabled`` with ``latency.source=table``): a CSV of NB201
+string -> ms (:class:`~unas_jax.spaces.nb201_tables.LatencyTable`) prices every
+sampled cell; RELAX's control is a linear surrogate
+``g(z) = sum_{e,k} l_{ek} z_{ek} + b`` on the one-hot cell, fitted by ridge
+regression (``latency.ridge_lambda``) on a random 80% of the table's cells, its
+held-out error on the other 20% reported in ``<workdir>/latency``, then
+refitted on every row.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from unas_jax import estimators as est
+from unas_jax.errors import ConfigError, DataError
+from unas_jax.latency import surrogate as surrogate_lib
+from unas_jax.nn.nb201_supernet import NB201Supernet
+from unas_jax.parallel import batchnorm
+from unas_jax.search import loop
+from unas_jax.spaces import nb201
+from unas_jax.spaces import nb201_tables as tables
+
+PyTree = Any
+LATENCY_SOURCES = ("table",)
+
+
+def predict(params: dict[str, jax.Array], arch: PyTree) -> jax.Array:
+  """``g(arch) = flatten(arch) . coef + bias``, ``[S]``; differentiable in ``arch`` (RELAX's control)."""
+  return nb201.flatten_arch(arch) @ params["coef"] + params["bias"]
+
+
+class NB201TableLatency:
+  """:class:`unas_jax.search.loop.LatencyHooks` from a per-architecture latency table."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    lc = config.latency
+    if lc.source not in LATENCY_SOURCES:
+      raise ConfigError(f"latency.source={lc.source!r} is not one of {list(LATENCY_SOURCES)} for the nb201 space")
+    if not lc.table_path:
+      raise ConfigError("latency.source=table needs --config.latency.table_path=/path/to/latency.csv "
+                        "(header arch,ms; one row per NB201 cell)")
+    self.config = lc
+    self.eps = config.search.eps
+    self.table = tables.LatencyTable(lc.table_path)
+    self.directory = os.path.join(workdir, "latency")
+    os.makedirs(self.directory, exist_ok=True)
+    self.coef = np.zeros(nb201.NUM_EDGES * nb201.NUM_OPS)
+    self.bias = 0.0
+    self.report: dict = {}
+    self.fit()
+
+  def fit(self) -> dict:
+    """Ridge fit on 80% of the table, held-out report on 20%, final fit on all rows (deterministic)."""
+    lc = self.config
+    x = nb201.cells_to_flat(self.table.cells)
+    y = self.table.ms
+    n = len(y)
+    n_test = max(1, int(round(lc.test_fraction * n)))
+    if n - n_test < 2:
+      raise DataError(f"latency table {self.table.path} has {n} rows; the surrogate needs at least 3")
+    perm = np.random.default_rng(lc.surrogate_seed).permutation(n)
+    test, train = perm[:n_test], perm[n_test:]
+    coef, bias = surrogate_lib.ridge(x[train], y[train], lc.ridge_lambda)
+    y_pred = x[test] @ coef + bias
+    self.report = {"source": "table", "table": self.table.path, "lam": lc.ridge_lambda,
+                   "num_train": int(len(train)), "num_test": int(len(test)),
+                   "train": surrogate_lib.regression_report(y[train], x[train] @ coef + bias),
+                   "test": surrogate_lib.regression_report(y[test], y_pred)}
+    self.coef, self.bias = surrogate_lib.ridge(x, y, lc.ridge_lambda)
+    if jax.process_index() == 0:
+      surrogate_lib.write_report(self.report, os.path.join(self.directory, "surrogate_report.json"))
+      surrogate_lib.scatter_plot(y[test], y_pred, os.path.join(self.directory, "surrogate_scatter.png"),
+                                 "NB201 latency surrogate, held-out (table)")
+      t = self.report["test"]
+      print(f"latency surrogate (table, {n} cells): held-out MAE {t['mae_ms']:.4f} ms, MAPE {t['mape_pct']:.2f}%, "
+            f"R^2 {t['r2']:.3f}, Kendall tau {t['kendall_tau']:.3f}", flush=True)
+    fastest = float(self.table.ms.min())
+    if lc.penalty == "hinge" and lc.target_ms < fastest:
+      raise ConfigError(f"latency.target_ms={lc.target_ms} is below the fastest cell of the table "
+                        f"({fastest:.4f} ms); raise the target above it")
+    return self.report
+
+  def measure(self, z: PyTree) -> np.ndarray:
+    return self.table.latencies(nb201.cells_from_arch(z))
+
+  def control_params(self) -> dict[str, jax.Array]:
+    return {"coef": jnp.asarray(self.coef, jnp.float32), "bias": jnp.asarray(self.bias, jnp.float32)}
+
+  control_fn = staticmethod(predict)
+
+  def expected_latency(self, phi: PyTree) -> float:
+    """``E_{z ~ p_phi}[g(z)]`` (exact: g is linear)."""
+    probs = est.probabilities(est.soften(phi, self.eps))
+    return float(predict(self.control_params(), {k: jnp.asarray(v)[None] for k, v in probs.items()})[0])
+
+  def after_step(self, step: int, phi: PyTree) -> dict[str, float]:
+    del step
+    return {"latency_expected_ms": self.expected_latency(phi),
+            "latency_mode_ms": self.table.latency(nb201.cell_from_phi(phi))}
+
+  def speculate(self, z: PyTree) -> None:
+    del z  # a table needs no preparation
+
+  def state_dict(self) -> dict:
+    return {"coef": self.coef.tolist(), "bias": float(self.bias)}
+
+  def load_state_dict(self, state: dict) -> None:
+    self.coef, self.bias = np.asarray(state["coef"]), float(state["bias"])
+
+
+class NB201SearchSpace:
+  """Builds the NB201 supernet from ``config.model``; phi -> cell, pictures, benchmark look-ups."""
+  name = "nb201"
+  arch_penalty_fn = None
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.eps = config.search.eps
+    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator,
+                 "objective": config.search.objective, "seed": config.seed}
+    bench = config.get("benchmark")
+    path = bench.get("table", "") if bench is not None else ""
+    # Loaded before the search starts: a malformed table fails at once, not after the search.
+    self.benchmark = tables.BenchmarkTable(path) if path else None
+    self.latency = None
+
+  def build_supernet(self, config, info, bn_axis_name):
+    m = config.model
+    if info.image_shape[0] % 4 or info.image_shape[1] % 4:
+      raise ConfigError(f"images of {info.image_shape[0]}x{info.image_shape[1]}: the two reduction blocks need "
+                        "a height and width divisible by 4; set data.image_size")
+    supernet = NB201Supernet(num_classes=info.num_classes, channels=m.channels, cells_per_stage=m.cells_per_stage,
+                             in_channels=info.image_shape[-1], phi_init_scale=config.search.phi_init_scale,
+                             rngs=nnx.Rngs(params=config.seed))
+    batchnorm.set_axis_name(supernet, bn_axis_name)
+    return supernet
+
+  def phi_from_state(self, phi_state: PyTree) -> PyTree:
+    return {"edges": phi_state["edges"]}
+
+  def genotype(self, phi: PyTree) -> nb201.Cell:
+    return nb201.cell_from_phi(est.soften(phi, self.eps))
+
+  def lookup(self, cell: nb201.Cell) -> tables.BenchmarkResult | None:
+    return None if self.benchmark is None else self.benchmark.lookup(cell)
+
+  def write_genotype(self, genotype: nb201.Cell, out_dir: str) -> list[str]:
+    paths = [os.path.join(out_dir, "genotype.json"), os.path.join(out_dir, "cell.png")]
+    meta = dict(self.meta, parameter_free=genotype.is_parameter_free())
+    result = self.lookup(genotype)
+    if result is not None:
+      meta["benchmark"] = result.to_dict()
+    nb201.save_genotype(genotype, paths[0], meta)
+    title = str(genotype)
+    if result is not None:
+      title += (f"\nbenchmark: CIFAR-10 {result.cifar10:.2f}%, CIFAR-100 {result.cifar100:.2f}%, "
+                f"ImageNet16-120 {result.imagenet16_120:.2f}% (rank {result.rank_cifar10}/{result.num_cells})")
+    nb201.plot_cell(genotype, paths[1], title=title)
+    if self.latency is not None:
+      path = os.path.join(out_dir, "latency.json")
+      with open(path, "w") as f:
+        json.dump({"table_ms": self.latency.table.latency(genotype),
+                   "predicted_ms": float(nb201.cells_to_flat([genotype])[0] @ self.latency.coef + self.latency.bias),
+                   "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
+                   "penalty": self.config.latency.penalty}, f, indent=1)
+      paths.append(path)
+    return paths
+
+  def eval_metrics(self, phi: PyTree) -> dict[str, float]:
+    """The mode cell's benchmark accuracies and rank (empty without a table); logged at every evaluation."""
+    cell = self.genotype(phi)
+    out = {"mode_parameter_free": float(cell.is_parameter_free())}
+    result = self.lookup(cell)
+    if result is not None:
+      out.update(bench_cifar10=result.cifar10, bench_cifar100=result.cifar100,
+                 bench_imagenet16_120=result.imagenet16_120, bench_rank=float(result.rank_cifar10))
+    return out
+
+  def selector_probabilities(self, phi: PyTree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    probs = np.asarray(est.probabilities(est.soften(phi, self.eps))["edges"])
+    return {"edges": probs}, {"edges": list(nb201.OPS)}
+
+  def latency_hooks(self, config, workdir, info):
+    del info
+    lc = config.get("latency")
+    if lc is None or not lc.enabled:
+      return None
+    self.latency = NB201TableLatency(config, workdir)
+    return self.latency
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The ``nb201_search`` job: the search, then the found cell's benchmark accuracy (with a table)."""
+  space = NB201SearchSpace(config)
+  summary = loop.run_search(config, workdir, space)
+  if "stopped_at" in summary:
+    return summary
+  cell = nb201.load_genotype(summary["genotype"])
+  summary["arch"] = str(cell)
+  summary["parameter_free"] = cell.is_parameter_free()
+  result = space.lookup(cell)
+  if result is not None:
+    summary["benchmark"] = result.to_dict()
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
+    print(f"NB201 cell: {cell}", flush=True)
+    if result is not None:
+      print(f"benchmark ({space.benchmark.path}): CIFAR-10 {result.cifar10:.2f}%, CIFAR-100 {result.cifar100:.2f}%, "
+            f"ImageNet16-120 {result.imagenet16_120:.2f}%, CIFAR-10 rank {result.rank_cifar10} of "
+            f"{result.num_cells}", flush=True)
+  return summary
+
+
+__all__ = ["NB201SearchSpace", "NB201TableLatency", "predict", "run"]
