@@ -319,7 +319,8 @@ def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.A
   """
   if kernels_lib.current() == "cpu":
     return _max_pool_cpu(x, kernel_size, stride, padding)
-  return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, kernel_size, kernel_size, 1),
+  # Concrete (numpy) init values: JAX differentiates reduce_window only for a known monoid.
+  return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, kernel_size, kernel_size, 1),
                            (1, stride, stride, 1), _pool_padding(padding))
 
 
@@ -381,7 +382,7 @@ def avg_pool(x: jax.Array, kernel_size: int, stride: int, padding: int, count_in
     return _avg_pool_cpu(x, kernel_size, stride, padding, count_include_pad)
   in_hw = x.shape[1:3]
   out_hw = tuple(pool_out_len(n, kernel_size, stride, padding) for n in in_hw)
-  y = lax.reduce_window(x, jnp.array(0, x.dtype), lax.add, (1, kernel_size, kernel_size, 1),
+  y = lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, kernel_size, kernel_size, 1),
                         (1, stride, stride, 1), _pool_padding(padding))
   return y / jnp.asarray(_divisor(in_hw, kernel_size, stride, padding, out_hw, count_include_pad), x.dtype)
 
