@@ -24,6 +24,9 @@ def get_config(arg=None):
       "zero_dropout": 0.1,        # dropout on the zero (skip) choice, as the reference
       "bn_affine": True,          # the reference ProxylessNAS-space supernet keeps affine BatchNorm
       "depthwise_impl": "auto",
+      "kernels": "auto",          # auto (CPU kernels on the CPU backend, plain XLA ops elsewhere) | cpu | xla
+      "dtype": "float32",         # compute dtype: float32 | bfloat16 | float16 (phi, w, BN stats stay float32)
+      "remat": "none",            # none | layer: jax.checkpoint each mixed layer, keeping conv outputs
   })
   s = config.search
   s.estimator = "rebar"

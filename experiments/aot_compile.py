@@ -17,8 +17,15 @@ figures show how memory scales with the per-device batch, but they are XLA:CPU's
 assignment, a guide for GPU/TPU rather than their exact figure. ``--devices=0`` compiles for the
 devices JAX finds (run it on one GPU/TPU host with ``--config.mesh.num_devices`` and the
 per-device batch of the planned launch). Schedules need a step count, which this script fixes to
-1000 (it changes no shape). Supported jobs: ``darts_search`` (search and warm-up steps) and
-``evaluate`` (training step).
+1000 (it changes no shape). The steps are the job's own (``unas_jax.utils.lowering.job_steps``:
+``loop.build_search`` with abstract state, the trainer's steps): ``darts_search`` and
+``proxyless_search`` (search, warm-up and eval steps) and ``evaluate`` (training and eval steps);
+``--steps=search`` compiles only those named.
+
+Rematerialisation at the paper's DARTS search config (8 cells, 16 channels, 64 images a device)::
+
+    python experiments/aot_compile.py --config=configs/darts_cifar10.py --steps=search --config.model.remat=none
+    python experiments/aot_compile.py --config=configs/darts_cifar10.py --steps=search --config.model.remat=cell
 """
 import os
 import sys
@@ -50,83 +57,15 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from unas_jax.errors import UnasError  # noqa: E402
-from unas_jax.nn import functional  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
+from unas_jax.utils import lowering  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/darts_cifar10.py:quick", "experiment config")
 _DEVICES = flags.DEFINE_integer("devices", 0, "simulated CPU devices (0: the devices JAX finds)")
 _JSON = flags.DEFINE_string("json", None, "also write the figures to this JSON file")
-
-SCHEDULE_STEPS = 1000
+_STEPS = flags.DEFINE_list("steps", None, "compile only these steps (e.g. search); default: all")
 FIELDS = ("argument_size_in_bytes", "output_size_in_bytes", "alias_size_in_bytes", "temp_size_in_bytes",
           "generated_code_size_in_bytes")
-
-
-def _abstract(tree, sharding):
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x), sharding=sharding), tree)
-
-
-def _info(config):
-  from unas_jax import data as data_lib  # pylint: disable=import-outside-toplevel
-  from unas_jax.evaluation import run as eval_run  # pylint: disable=import-outside-toplevel
-  return eval_run.nominal_info(config.data) or data_lib.load(config.data).info
-
-
-def _batch(info, global_batch, mesh):
-  sharding = mesh_lib.batch_sharded(mesh)
-  return (jax.ShapeDtypeStruct((global_batch, *info.image_shape), jnp.float32, sharding=sharding),
-          jax.ShapeDtypeStruct((global_batch,), jnp.int32, sharding=sharding))
-
-
-def search_steps(config, mesh):
-  """``{name: (jitted step, abstract args)}`` of the DARTS search (as ``loop.setup_search`` builds them)."""
-  from unas_jax.search import darts, loop  # pylint: disable=import-outside-toplevel
-  from unas_jax.search import step as step_lib  # pylint: disable=import-outside-toplevel
-  loop.validate(config)
-  info, space, cfg, s = _info(config), darts.DartsSearchSpace(config), loop.step_config(config), config.search
-  global_batch = config.batch_size
-  mesh_lib.check_batch(global_batch, mesh)
-  model = space.build_supernet(config, info, mesh_lib.DATA_AXIS if s.bn == "sync" else None)
-  model_def, phi_state, w, stats = functional.split(model)
-  search_model = step_lib.SearchModel(model_def, arch_penalty_fn=space.arch_penalty_fn)
-  tx_w, tx_phi, w_schedule, phi_schedule = step_lib.make_optimizers(s, global_batch, SCHEDULE_STEPS)
-  state = jax.eval_shape(lambda: step_lib.init_state(config.seed, space.phi_from_state(phi_state), w, stats,
-                                                     tx_w, tx_phi, cfg, eta=s.eta))
-  state = _abstract(state, mesh_lib.replicated(mesh))
-  n = step_lib.num_global_samples(cfg, global_batch, mesh.devices.size)
-  latency = jax.ShapeDtypeStruct((n,), jnp.float32, sharding=(
-      mesh_lib.replicated(mesh) if cfg.sampling == "shared" else mesh_lib.batch_sharded(mesh)))
-  control = jax.ShapeDtypeStruct((), jnp.float32, sharding=mesh_lib.replicated(mesh))
-  batch = _batch(info, global_batch, mesh)
-  return {
-      "search": (step_lib.make_search_step(search_model, tx_w, tx_phi, cfg, mesh, global_batch, w_schedule,
-                                           phi_schedule), (state, batch, batch, latency, control)),
-      "warmup": (step_lib.make_warmup_step(search_model, tx_w, cfg, mesh, global_batch, w_schedule),
-                 (state, batch)),
-  }
-
-
-def train_steps(config, mesh):
-  """``{'train': (jitted step, abstract args)}`` of the ``evaluate`` job (as ``run_training`` builds it)."""
-  from unas_jax.evaluation import networks, trainer  # pylint: disable=import-outside-toplevel
-  from unas_jax.evaluation import run as eval_run  # pylint: disable=import-outside-toplevel
-  from unas_jax.parallel import batchnorm  # pylint: disable=import-outside-toplevel
-  eval_run.check_config(config)
-  t, info = config.train, _info(config)
-  global_batch = config.batch_size
-  mesh_lib.check_batch(global_batch, mesh)
-  module = networks.from_config(config.model, seed=config.seed).abstract(info)
-  batchnorm.apply_mode(module, t.get("bn", "local"), mesh_lib.DATA_AXIS, "train.bn")
-  model_def, _, w, stats = functional.split(module)
-  decay_mask = trainer.weight_decay_mask(module, w) if t.get("no_decay_bn", False) else None
-  steps_per_epoch = max(1, SCHEDULE_STEPS // max(1, int(t.epochs)))
-  tx, schedule, total_steps = trainer.make_optimizer(t, global_batch, steps_per_epoch, decay_mask)
-  cfg = trainer.TrainConfig(label_smoothing=t.label_smoothing,
-                            aux_weight=t.aux_weight if config.model.get("auxiliary", False) else 0.0,
-                            drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
-  state = _abstract(jax.eval_shape(lambda: trainer.init_state(config.seed, w, stats, tx)), mesh_lib.replicated(mesh))
-  return {"train": (trainer.make_train_step(model_def, tx, cfg, mesh, schedule), (state, _batch(info, global_batch,
-                                                                                                mesh)))}
 
 
 def analyse(name, step, args) -> dict:
@@ -168,12 +107,13 @@ def main(argv):
   try:
     mesh = mesh_lib.make_mesh(config.mesh.num_devices)
     job = config.get("job")
-    if job == "darts_search":
-      steps = search_steps(config, mesh)
-    elif job == "evaluate":
-      steps = train_steps(config, mesh)
-    else:
-      raise UnasError(f"config.job={job!r}: aot_compile.py supports darts_search and evaluate")
+    # The job's own setup, from abstract shapes (unas_jax.utils.lowering.job_steps).
+    steps = lowering.job_steps(config, mesh, probe=False)
+    if _STEPS.value:
+      unknown = set(_STEPS.value) - set(steps)
+      if unknown:
+        raise UnasError(f"--steps: {sorted(unknown)} not among this job's steps {sorted(steps)}")
+      steps = {k: v for k, v in steps.items() if k in _STEPS.value}
   except UnasError as e:
     print(f"aot_compile: error: {e}", file=sys.stderr)
     sys.exit(2)

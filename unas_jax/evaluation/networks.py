@@ -29,6 +29,9 @@
   widths         proxyless: 'gpu', 'mobile' or 9 comma-separated ints.
   dropout        proxyless: dropout before the classifier in training.
   depthwise_impl 'auto' | 'slices' | 'xla' (:mod:`unas_jax.nn.depthwise`).
+  kernels        'auto' | 'cpu' | 'xla' (:mod:`unas_jax.nn.kernels`).
+  dtype          compute dtype 'float32' | 'bfloat16' | 'float16' (:mod:`unas_jax.nn.precision`).
+  remat          'none' | 'cell' (darts) | 'layer' (proxyless): ``jax.checkpoint`` keeping conv outputs.
 
 The proxyless network comes from ``unas_jax.nn.proxyless_network`` and is
 imported only when asked for.
@@ -46,6 +49,8 @@ import ml_collections
 from unas_jax.errors import ConfigError
 from unas_jax.evaluation.defaults import model_block as default_model_config  # noqa: F401 (re-export)
 from unas_jax.nn import darts_network
+from unas_jax.nn import kernels as kernels_lib
+from unas_jax.nn import precision
 from unas_jax.spaces import darts
 
 SPACES = ("darts", "proxyless")
@@ -72,6 +77,9 @@ class DartsEvalNetwork:
   depthwise_impl: str = "auto"
   seed: int = 0
   genotype_name: str = ""
+  kernels: str = "auto"
+  dtype: str = "float32"
+  remat: str = "none"
 
   @property
   def name(self) -> str:
@@ -82,7 +90,8 @@ class DartsEvalNetwork:
   def _kwargs(self, info) -> dict[str, Any]:
     return dict(network=self.network, num_classes=int(info.num_classes), channels=self.channels,
                 num_cells=self.num_cells, auxiliary=self.auxiliary, in_channels=int(info.image_shape[-1]),
-                aux_head_bn=self.aux_head_bn, depthwise_impl=self.depthwise_impl)
+                aux_head_bn=self.aux_head_bn, depthwise_impl=self.depthwise_impl, kernels=self.kernels,
+                dtype=self.dtype, remat=self.remat)
 
   def build(self, info) -> nnx.Module:
     return darts_network.build(self.genotype, rngs=nnx.Rngs(self.seed), **self._kwargs(info))
@@ -96,6 +105,7 @@ class DartsEvalNetwork:
   def macs(self, info) -> int:
     kwargs = self._kwargs(info)
     kwargs.pop("in_channels")
+    kwargs.pop("remat")
     return darts_network.network_macs(self.genotype, tuple(info.image_shape), **kwargs)
 
 
@@ -134,6 +144,9 @@ class ProxylessEvalNetwork:
   dropout: float = 0.0
   depthwise_impl: str = "auto"
   seed: int = 0
+  kernels: str = "auto"
+  dtype: str = "float32"
+  remat: str = "none"
 
   @property
   def name(self) -> str:
@@ -152,7 +165,8 @@ class ProxylessEvalNetwork:
     self._check(info)
     network, _ = _proxyless_modules()
     net = network.ProxylessNetwork(self.genotype, self.widths, int(info.num_classes), rngs=nnx.Rngs(self.seed),
-                                   dropout=self.dropout, depthwise_impl=self.depthwise_impl)
+                                   dropout=self.dropout, depthwise_impl=self.depthwise_impl, kernels=self.kernels,
+                                   dtype=self.dtype, remat=self.remat)
     return _ProxylessCall(net)
 
   def abstract(self, info) -> nnx.Module:
@@ -190,6 +204,9 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   impl = model.get("depthwise_impl", "auto")
   if impl not in ("auto", "slices", "xla"):
     raise ConfigError(f"config.model.depthwise_impl={impl!r} is not one of ['auto', 'slices', 'xla']")
+  compute = dict(kernels=kernels_lib.check(model.get("kernels", "auto"), "config.model.kernels"),
+                 dtype=precision.compute_dtype(model.get("dtype", "float32"), "config.model.dtype").name)
+  remat = model.get("remat", "none")
   if space == "proxyless":
     if model.get("auxiliary", False):
       raise ConfigError("the ProxylessNAS network has no auxiliary head; set --config.model.auxiliary=False")
@@ -208,7 +225,8 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
     elif not isinstance(widths, str):
       widths = tuple(int(w) for w in widths)
     proxyless_space.resolve_widths(widths)
-    return ProxylessEvalNetwork(spec, widths, dropout, impl, seed)
+    remat = precision.check_remat(remat, ("none", "layer"), "config.model.remat")
+    return ProxylessEvalNetwork(spec, widths, dropout, impl, seed, remat=remat, **compute)
 
   network = model.get("network", "cifar")
   if network not in DARTS_NETWORKS:
@@ -224,5 +242,6 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
     raise ConfigError(f"config.model.aux_head_bn={aux_head_bn!r} is not one of ['auto', 'true', 'false']")
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
+  remat = precision.check_remat(remat, ("none", "cell"), "config.model.remat")
   return DartsEvalNetwork(genotype, network, channels, num_cells, bool(model.get("auxiliary", True)),
-                          bool(aux_head_bn), impl, seed, _genotype_label(spec))
+                          bool(aux_head_bn), impl, seed, _genotype_label(spec), remat=remat, **compute)

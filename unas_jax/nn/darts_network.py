@@ -54,9 +54,12 @@ import numpy as np
 
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional, ops
+from unas_jax.nn import kernels as kernels_lib
+from unas_jax.nn import precision
 from unas_jax.spaces import darts
 
 AUX_HEAD = "aux_head"  # the auxiliary head's subtree in ``w``
+REMAT = ("none", "cell")
 
 
 class KeyStream:
@@ -81,7 +84,8 @@ def drop_path(x: jax.Array, rate: float | jax.Array, key: jax.Array) -> jax.Arra
   r"""DARTS drop-path: ``x * m / keep``, ``m ~ Bernoulli(keep)`` per example, ``keep = 1 - rate``."""
   keep = 1.0 - rate
   mask = jax.random.bernoulli(key, keep, (x.shape[0],) + (1,) * (x.ndim - 1))
-  return x * (mask.astype(x.dtype) / keep)
+  # The (possibly traced float32) rate must not promote a 16-bit x to float32.
+  return x * (mask / keep).astype(x.dtype)
 
 
 def _drop_path_active(train: bool, rate: float | jax.Array, key: jax.Array | None) -> bool:
@@ -185,7 +189,24 @@ def _check_settings(genotype: darts.Genotype | str, num_classes: int, channels: 
 
 
 class _DartsNetwork(nnx.Module):
-  """Cells, auxiliary head and classifier shared by the CIFAR and ImageNet networks."""
+  """Cells, auxiliary head and classifier shared by the CIFAR and ImageNet networks.
+
+  ``kernels`` (:mod:`unas_jax.nn.kernels`), compute ``dtype`` and ``remat``
+  (``none`` | ``cell``, :mod:`unas_jax.nn.precision`) as the search supernet's:
+  the stems, cells and heads run in the compute dtype, the classifiers read
+  float32 features and both logits are float32.
+  """
+
+  def _set_compute(self, kernels: str, dtype: Any, remat: str) -> None:
+    self.kernels = kernels_lib.check(kernels)
+    self.compute_dtype = precision.compute_dtype(dtype)
+    self.remat = precision.check_remat(remat, REMAT)
+
+  def _call_cell(self, cell, s0, s1, *, train, key, drop_path_rate):
+    if self.remat == "none":
+      return cell(s0, s1, train=train, key=key, drop_path_rate=drop_path_rate)
+    run = lambda cell, s0, s1, key, rate: cell(s0, s1, train=train, key=key, drop_path_rate=rate)
+    return nnx.remat(run, policy=precision.remat_policy())(cell, s0, s1, key, drop_path_rate)
 
   def _build_cells(self, genotype: darts.Genotype, c_prev_prev: int, c_prev: int, channels: int,
                    num_cells: int, reduction_prev: bool, depthwise_impl: str, rngs: nnx.Rngs) -> tuple[int, int]:
@@ -212,10 +233,10 @@ class _DartsNetwork(nnx.Module):
     aux_logits = None
     for i, cell in enumerate(self.cells):
       cell_key = None if key is None else jax.random.fold_in(key, i)
-      s0, s1 = s1, cell(s0, s1, train=train, key=cell_key, drop_path_rate=drop_path_rate)
+      s0, s1 = s1, self._call_cell(cell, s0, s1, train=train, key=cell_key, drop_path_rate=drop_path_rate)
       if i == self.aux_index and train and self.aux_head is not None:
-        aux_logits = self.aux_head(s1, train=train)
-    logits = self.classifier(jnp.mean(s1, axis=(1, 2)))
+        aux_logits = precision.to_float32(self.aux_head(s1, train=train))
+    logits = self.classifier(jnp.mean(precision.to_float32(s1), axis=(1, 2)))
     return logits, aux_logits
 
 
@@ -229,8 +250,10 @@ class NetworkCIFAR(_DartsNetwork):
 
   def __init__(self, genotype: darts.Genotype | str, *, num_classes: int, channels: int = 36,
                num_cells: int = 20, auxiliary: bool = True, in_channels: int = 3, stem_multiplier: int = 3,
-               depthwise_impl: str = "auto", rngs: nnx.Rngs):
+               depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
+               rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
+    self._set_compute(kernels, dtype, remat)
     c_stem = stem_multiplier * channels
     self.stem_conv = ops.Conv2d(in_channels, c_stem, 3, padding=1, rngs=rngs)
     self.stem_bn = ops.BatchNorm(c_stem, affine=True)
@@ -242,8 +265,9 @@ class NetworkCIFAR(_DartsNetwork):
   def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
                drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array | None]:
     del arch
-    s = self.stem_bn(self.stem_conv(x), train=train)
-    return self._run_cells(s, s, train=train, key=key, drop_path_rate=drop_path)
+    with kernels_lib.use(self.kernels):
+      s = self.stem_bn(self.stem_conv(x.astype(self.compute_dtype)), train=train)
+      return self._run_cells(s, s, train=train, key=key, drop_path_rate=drop_path)
 
 
 class NetworkImageNet(_DartsNetwork):
@@ -256,8 +280,10 @@ class NetworkImageNet(_DartsNetwork):
 
   def __init__(self, genotype: darts.Genotype | str, *, num_classes: int, channels: int = 48,
                num_cells: int = 14, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
-               depthwise_impl: str = "auto", rngs: nnx.Rngs):
+               depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
+               rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
+    self._set_compute(kernels, dtype, remat)
     if channels % 2:
       raise ConfigError(f"the ImageNet stem needs an even number of channels, got {channels}")
     self.stem0_conv1 = ops.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, rngs=rngs)
@@ -275,24 +301,27 @@ class NetworkImageNet(_DartsNetwork):
   def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
                drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array | None]:
     del arch
-    s0 = self.stem0_bn1(self.stem0_conv1(x), train=train)
-    s0 = self.stem0_bn2(self.stem0_conv2(jax.nn.relu(s0)), train=train)
-    s1 = self.stem1_bn(self.stem1_conv(jax.nn.relu(s0)), train=train)
-    return self._run_cells(s0, s1, train=train, key=key, drop_path_rate=drop_path)
+    with kernels_lib.use(self.kernels):
+      s0 = self.stem0_bn1(self.stem0_conv1(x.astype(self.compute_dtype)), train=train)
+      s0 = self.stem0_bn2(self.stem0_conv2(jax.nn.relu(s0)), train=train)
+      s1 = self.stem1_bn(self.stem1_conv(jax.nn.relu(s0)), train=train)
+      return self._run_cells(s0, s1, train=train, key=key, drop_path_rate=drop_path)
 
 
 def build(genotype: darts.Genotype | str, *, network: str = "cifar", num_classes: int, channels: int | None = None,
           num_cells: int | None = None, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
-          depthwise_impl: str = "auto", rngs: nnx.Rngs) -> _DartsNetwork:
+          depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
+          rngs: nnx.Rngs) -> _DartsNetwork:
   """``NetworkCIFAR`` (``network='cifar'``, default 36 channels, 20 cells) or ``NetworkImageNet``
   (``'imagenet'``, 48 channels, 14 cells)."""
+  compute = dict(depthwise_impl=depthwise_impl, kernels=kernels, dtype=dtype, remat=remat)
   if network == "cifar":
     return NetworkCIFAR(genotype, num_classes=num_classes, channels=channels or 36, num_cells=num_cells or 20,
-                        auxiliary=auxiliary, in_channels=in_channels, depthwise_impl=depthwise_impl, rngs=rngs)
+                        auxiliary=auxiliary, in_channels=in_channels, rngs=rngs, **compute)
   if network == "imagenet":
     return NetworkImageNet(genotype, num_classes=num_classes, channels=channels or 48, num_cells=num_cells or 14,
-                           auxiliary=auxiliary, in_channels=in_channels, aux_head_bn=aux_head_bn,
-                           depthwise_impl=depthwise_impl, rngs=rngs)
+                           auxiliary=auxiliary, in_channels=in_channels, aux_head_bn=aux_head_bn, rngs=rngs,
+                           **compute)
   raise ConfigError(f"network={network!r} is not one of ['cifar', 'imagenet']")
 
 

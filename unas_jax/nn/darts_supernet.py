@@ -42,13 +42,16 @@ import jax.numpy as jnp
 
 from unas_jax.errors import ConfigError
 from unas_jax.nn import fast_grad
+from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import ops
+from unas_jax.nn import precision
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import darts
 
 PyTree = Any
 
 MODES = ("batched", "reference")
+REMAT = ("none", "cell")
 
 
 def _concat_kernels(kernels: Sequence[jax.Array]) -> jax.Array:
@@ -109,9 +112,9 @@ def _conv_stages(sep_mods: Sequence[Sequence[ops.SepConv]], dil_mods: Sequence[S
   bn1 = [[m.bn1 for m in ms] for ms in sep_mods] + [[m.bn for m in ms] for ms in dil_mods]
   flat = lambda nested: [m for ms in nested for m in ms]
   impl = first[0][0].impl
-  y = fast_grad.depthwise_conv_multi(
-      jax.nn.relu(x), [_concat_kernels([d.kernel[...] for d in ds]) for ds in first],
-      [(ds[0].stride, ds[0].dilation, ds[0].padding) for ds in first], shared_input=True, impl=impl)
+  y = precision.conv_out(fast_grad.depthwise_conv_multi(
+      jax.nn.relu(x), [_concat_kernels([d.kernel[...] for d in ds]).astype(x.dtype) for ds in first],
+      [(ds[0].stride, ds[0].dilation, ds[0].padding) for ds in first], shared_input=True, impl=impl))
   y = ops.pointwise_conv(y, _stack_pointwise([p.kernel[...] for p in flat(pw1)]))
   y = _batched_bn(flat(bn1), y, train=train)
   if not sep_mods:
@@ -122,9 +125,9 @@ def _conv_stages(sep_mods: Sequence[Sequence[ops.SepConv]], dil_mods: Sequence[S
   else:
     y_sep, y_dil = y, None
   second = [[m.dw2 for m in ms] for ms in sep_mods]
-  z = fast_grad.depthwise_conv_multi(
-      jax.nn.relu(y_sep), [_concat_kernels([d.kernel[...] for d in ds]) for ds in second],
-      [(1, ds[0].dilation, ds[0].padding) for ds in second], shared_input=False, impl=impl)
+  z = precision.conv_out(fast_grad.depthwise_conv_multi(
+      jax.nn.relu(y_sep), [_concat_kernels([d.kernel[...] for d in ds]).astype(x.dtype) for ds in second],
+      [(1, ds[0].dilation, ds[0].padding) for ds in second], shared_input=False, impl=impl))
   z = ops.pointwise_conv(z, _stack_pointwise([m.pw2.kernel[...] for m in flat(sep_mods)]))
   z = _batched_bn([m.bn2 for m in flat(sep_mods)], z, train=train)
   return z if y_dil is None else jnp.concatenate([z, y_dil], axis=-1)
@@ -322,6 +325,10 @@ class DartsSupernet(nnx.Module):
       start at ``stem_multiplier * C`` channels, as in the UNAS code).
     depthwise_impl: ``auto`` | ``slices`` | ``xla`` (unas_jax/nn/depthwise.py).
     phi_init_scale: ``phi ~ phi_init_scale * N(0, 1)`` (0: uniform).
+    kernels: ``auto`` | ``cpu`` | ``xla`` (:mod:`unas_jax.nn.kernels`), entered around the forward pass.
+    dtype: compute dtype, ``float32`` | ``bfloat16`` | ``float16`` (:mod:`unas_jax.nn.precision`);
+      phi, w, BatchNorm statistics and the logits stay float32.
+    remat: ``none`` | ``cell``: ``jax.checkpoint`` each cell, keeping only convolution outputs.
     rngs: ``nnx.Rngs``; ``params`` initialises weights and phi.
 
   Call: ``model(x, arch, *, train, key=None, mode='batched')`` with ``x``
@@ -332,7 +339,8 @@ class DartsSupernet(nnx.Module):
 
   def __init__(self, space: darts.DartsSpace, *, num_classes: int, channels: int = 16, num_cells: int = 8,
                in_channels: int = 3, stem_multiplier: int = 3, stem: str = "cifar",
-               depthwise_impl: str = "auto", phi_init_scale: float = 1e-3, rngs: nnx.Rngs):
+               depthwise_impl: str = "auto", phi_init_scale: float = 1e-3, kernels: str = "auto",
+               dtype: Any = "float32", remat: str = "none", rngs: nnx.Rngs):
     if not isinstance(space, darts.DartsSpace):
       raise ConfigError(f"space must be a DartsSpace, got {type(space).__name__}")
     if num_cells < 3:
@@ -345,6 +353,9 @@ class DartsSupernet(nnx.Module):
     self.num_classes = num_classes
     self.num_cells = num_cells
     self.stem_kind = stem
+    self.kernels = kernels_lib.check(kernels)
+    self.compute_dtype = precision.compute_dtype(dtype)
+    self.remat = precision.check_remat(remat, REMAT)
     # phi lives in two top-level attributes named after the cell types, so that
     # the pure dict of functional.split is exactly {'normal': ..., 'reduce': ...}
     # (the layout of unas_jax.spaces.darts) and an arch sample has that structure.
@@ -400,21 +411,36 @@ class DartsSupernet(nnx.Module):
       raise ConfigError("the supernet needs an architecture sample 'arch' (one-hot z or relaxed zeta); "
                         "for a fixed genotype use unas_jax.spaces.darts.genotype_to_arch")
     check_arch(arch, self.space, x.shape[0])
-    weights = {t: darts.edge_weights(arch[t]) for t in darts.CELL_TYPES}
-    s0, s1 = self._stem(x, train)
-    for idx, cell in enumerate(self.cells):
-      cell_type = "reduce" if idx in self.reduction_indices else "normal"
-      s0, s1 = s1, cell(s0, s1, weights[cell_type], train=train, mode=mode)
-    return self.classifier(jnp.mean(s1, axis=(1, 2)))
+    with kernels_lib.use(self.kernels):
+      dt = self.compute_dtype
+      # The edge weights meet the activations in the compute dtype; their
+      # gradient returns to arch (float32) through the cast.
+      weights = {t: jax.tree.map(lambda a: a.astype(dt), darts.edge_weights(arch[t])) for t in darts.CELL_TYPES}
+      s0, s1 = self._stem(x.astype(dt), train)
+      for idx, cell in enumerate(self.cells):
+        cell_type = "reduce" if idx in self.reduction_indices else "normal"
+        s0, s1 = s1, self._call_cell(cell, s0, s1, weights[cell_type], train=train, mode=mode)
+      return self._head(s1)
+
+  def _call_cell(self, cell, s0, s1, weights, *, train, mode):
+    if self.remat == "none":
+      return cell(s0, s1, weights, train=train, mode=mode)
+    run = lambda cell, s0, s1, weights: cell(s0, s1, weights, train=train, mode=mode)
+    return nnx.remat(run, policy=precision.remat_policy())(cell, s0, s1, weights)
+
+  def _head(self, s1):
+    """Global average pool and classifier in float32: float32 logits whatever the compute dtype."""
+    return self.classifier(jnp.mean(precision.to_float32(s1), axis=(1, 2)))
 
   def discrete(self, x: jax.Array, genotype: darts.Genotype, *, train: bool) -> jax.Array:
     """The network of one genotype evaluated along its path only, with the supernet's weights."""
     genotype.validate(num_nodes=self.space.num_nodes, op_names=self.space.op_names)
-    s0, s1 = self._stem(x, train)
-    for idx, cell in enumerate(self.cells):
-      nodes = genotype.reduce if idx in self.reduction_indices else genotype.normal
-      s0, s1 = s1, cell.discrete(s0, s1, nodes, train=train)
-    return self.classifier(jnp.mean(s1, axis=(1, 2)))
+    with kernels_lib.use(self.kernels):
+      s0, s1 = self._stem(x.astype(self.compute_dtype), train)
+      for idx, cell in enumerate(self.cells):
+        nodes = genotype.reduce if idx in self.reduction_indices else genotype.normal
+        s0, s1 = s1, cell.discrete(s0, s1, nodes, train=train)
+      return self._head(s1)
 
   @property
   def phi(self) -> dict[str, dict[str, jax.Array]]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from unas_jax.nn import kernels as kernels_lib
+
 IMPLEMENTATIONS = ("auto", "slices", "xla")
 
 
 def default_impl() -> str:
-  """``slices`` on CPU, ``xla`` (the library kernel) elsewhere."""
-  return "slices" if jax.default_backend() == "cpu" else "xla"
+  """``slices`` with the ``cpu`` kernels, ``xla`` (the library kernel) otherwise (:mod:`unas_jax.nn.kernels`)."""
+  return "slices" if kernels_lib.current() == "cpu" else "xla"
 
 
 def same_padding(kernel_size: int, dilation: int = 1) -> int:

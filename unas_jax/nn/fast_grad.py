@@ -27,8 +27,13 @@ autodiff gradient w.r.t. the input 68 ms, w.r.t. input and kernel 540 ms):
 
 XLA:CPU also fuses cheap producers into window sums that read them ``k*k``
 times, recomputing them per tap; :func:`isolated` keeps each window sum in its
-own computation. On GPU/TPU (``impl='xla'``) the library kernels and JAX's
-autodiff are used unchanged.
+own computation.
+
+All of the above runs only when :func:`unas_jax.nn.kernels.current` is ``cpu``
+(by default: on the CPU backend). With ``xla`` kernels (GPU/TPU, or a lowering
+for them) the public functions here are plain library ops differentiated by
+JAX: ``reduce_window`` pools, grouped convolutions, one batched ``einsum`` for the
+pointwise blocks, and no conditionals.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.nn import depthwise
+from unas_jax.nn import kernels as kernels_lib
 
 
 def isolated(fn):
@@ -55,9 +61,14 @@ def isolated(fn):
   does not help (XLA:CPU removes it before fusion). The predicate, false only
   when the first input element is NaN, is unknown to XLA; the other branch
   returns NaNs (a NaN input gives NaNs either way).
+
+  Only with the ``cpu`` kernels (:mod:`unas_jax.nn.kernels`): elsewhere ``fn``
+  runs inline, since on XLA:GPU each conditional syncs with the host.
   """
   @functools.wraps(fn)
   def wrapped(*args):
+    if kernels_lib.current() != "cpu":
+      return fn(*args)
     first = lax.slice(args[0].reshape(-1), (0,), (1,))[0]
     out = jax.eval_shape(fn, *args)
     nans = lambda *_: jax.tree.map(lambda s: jnp.full(s.shape, jnp.nan, s.dtype), out)
@@ -100,9 +111,10 @@ def _dk(x: jax.Array, g: jax.Array, k: int, stride: int, dilation: int, padding:
   # input share the FFT of that input; +4 covers every DARTS padding (<= 4).
   lh, lw = _fft_len(h + max(padding, 4)), _fft_len(w + max(padding, 4))
   # Channel-major layout: FFT over the two minor axes (measured faster).
-  xt = jnp.transpose(x, (0, 3, 1, 2))
-  gt = jnp.transpose(g, (0, 3, 1, 2))
-  zero = jnp.zeros((), g.dtype)
+  # FFTs in float32 whatever the compute dtype (no bfloat16 FFT).
+  xt = jnp.transpose(x, (0, 3, 1, 2)).astype(jnp.float32)
+  gt = jnp.transpose(g, (0, 3, 1, 2)).astype(jnp.float32)
+  zero = jnp.zeros((), jnp.float32)
   ho, wo = g.shape[1:3]
   gt = lax.pad(gt, zero, [(0, 0, 0), (0, 0, 0), (0, lh - ((ho - 1) * stride + 1), stride - 1),
                           (0, lw - ((wo - 1) * stride + 1), stride - 1)])
@@ -295,8 +307,25 @@ def _spread(g: jax.Array, in_hw: tuple[int, int], k: int, stride: int, padding: 
   return lax.pad(g, jnp.zeros((), g.dtype), pads)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _pool_padding(padding: int):
+  return ((0, 0), (padding, padding), (padding, padding), (0, 0))
+
+
 def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.Array:
+  """``torch.nn.MaxPool2d`` (padding never wins, as ``-inf``).
+
+  ``cpu`` kernels: :func:`_max_pool_cpu`; ``xla``: one ``reduce_window`` and its
+  autodiff (``select_and_scatter_add``).
+  """
+  if kernels_lib.current() == "cpu":
+    return _max_pool_cpu(x, kernel_size, stride, padding)
+  # Concrete (numpy) init values: JAX differentiates reduce_window only for a known monoid.
+  return lax.reduce_window(x, np.array(-np.inf, x.dtype), lax.max, (1, kernel_size, kernel_size, 1),
+                           (1, stride, stride, 1), _pool_padding(padding))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool_cpu(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.Array:
   """``torch.nn.MaxPool2d`` (padding never wins); backward gathers instead of scattering.
 
   ``dx[m] = sum_o g[o] [x[m] == y[o]]`` over the windows ``o`` that contain
@@ -316,7 +345,7 @@ def max_pool(x: jax.Array, kernel_size: int, stride: int, padding: int) -> jax.A
 
 
 def _max_pool_fwd(x, kernel_size, stride, padding):
-  y = max_pool(x, kernel_size, stride, padding)
+  y = _max_pool_cpu(x, kernel_size, stride, padding)
   return y, (x, y)
 
 
@@ -335,7 +364,7 @@ def _max_pool_bwd(kernel_size, stride, padding, res, g):
   return (isolated(fn)(g, x, y),)
 
 
-max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+_max_pool_cpu.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 def _pool_count(in_hw, k, stride, padding, out_hw) -> np.ndarray:
@@ -344,9 +373,23 @@ def _pool_count(in_hw, k, stride, padding, out_hw) -> np.ndarray:
              for a in range(k) for b in range(k))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def avg_pool(x: jax.Array, kernel_size: int, stride: int, padding: int, count_include_pad: bool) -> jax.Array:
-  """``torch.nn.AvgPool2d``; backward as ``k*k`` shifted slices (see :func:`max_pool`)."""
+  """``torch.nn.AvgPool2d``: the window sum over the divisor (``k*k``, or the count of real pixels).
+
+  ``cpu`` kernels: :func:`_avg_pool_cpu`; ``xla``: one ``reduce_window`` sum and its autodiff.
+  """
+  if kernels_lib.current() == "cpu":
+    return _avg_pool_cpu(x, kernel_size, stride, padding, count_include_pad)
+  in_hw = x.shape[1:3]
+  out_hw = tuple(pool_out_len(n, kernel_size, stride, padding) for n in in_hw)
+  y = lax.reduce_window(x, np.array(0, x.dtype), lax.add, (1, kernel_size, kernel_size, 1),
+                        (1, stride, stride, 1), _pool_padding(padding))
+  return y / jnp.asarray(_divisor(in_hw, kernel_size, stride, padding, out_hw, count_include_pad), x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _avg_pool_cpu(x: jax.Array, kernel_size: int, stride: int, padding: int, count_include_pad: bool) -> jax.Array:
+  """``torch.nn.AvgPool2d``; backward as ``k*k`` shifted slices (see :func:`_max_pool_cpu`)."""
   in_hw = x.shape[1:3]
   out_hw = tuple(pool_out_len(n, kernel_size, stride, padding) for n in in_hw)
   y = isolated(lambda x: sum(_windows(jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0))),
@@ -361,7 +404,7 @@ def _divisor(in_hw, k, stride, padding, out_hw, count_include_pad):
 
 
 def _avg_pool_fwd(x, kernel_size, stride, padding, count_include_pad):
-  return avg_pool(x, kernel_size, stride, padding, count_include_pad), x.shape
+  return _avg_pool_cpu(x, kernel_size, stride, padding, count_include_pad), x.shape
 
 
 def _avg_pool_bwd(kernel_size, stride, padding, count_include_pad, x_shape, g):
@@ -372,7 +415,7 @@ def _avg_pool_bwd(kernel_size, stride, padding, count_include_pad, x_shape, g):
   return (isolated(fn)(g),)
 
 
-avg_pool.defvjp(_avg_pool_fwd, _avg_pool_bwd)
+_avg_pool_cpu.defvjp(_avg_pool_fwd, _avg_pool_bwd)
 
 
 def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -384,7 +427,15 @@ def pointwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
   Returns:
     ``[..., E*D]``.
+
+  ``cpu`` kernels: block-diagonal GEMMs in chunks with a hand-written VJP
+  (:func:`_blocks_matmul`); ``xla``: one batched ``einsum`` over the blocks
+  (no wasted products, no chunking) and its autodiff.
   """
   if kernel.shape[0] == 1:
     return x @ kernel[0]
-  return _blocks_matmul(x, kernel)
+  if kernels_lib.current() == "cpu":
+    return _blocks_matmul(x, kernel)
+  e, c, d = kernel.shape
+  y = jnp.einsum("...ec,ecd->...ed", x.reshape(*x.shape[:-1], e, c), kernel)
+  return y.reshape(*x.shape[:-1], e * d)

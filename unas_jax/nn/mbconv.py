@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.nn.fast_grad import depthwise_conv  # hand-written backward pass: fast on XLA:CPU
+from unas_jax.nn.precision import conv_out  # names conv outputs for the remat policy
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.9  # PyTorch momentum 0.1 (ProxylessNAS bn_param)
@@ -188,11 +189,11 @@ class MBConv(nnx.Module):
     ura = not train
     h = x
     if self.expand is not None:
-      h = relu6(self.expand_bn(self.expand(h), use_running_average=ura))
+      h = relu6(self.expand_bn(conv_out(self.expand(h)), use_running_average=ura))
     kernel = self.dw_kernel[...].astype(h.dtype)
-    h = depthwise_conv(h, kernel, stride=self.stride, impl=self.depthwise_impl)
+    h = conv_out(depthwise_conv(h, kernel, stride=self.stride, impl=self.depthwise_impl))
     h = relu6(self.dw_bn(h, use_running_average=ura))
-    y = self.project_bn(self.project(h), use_running_average=ura)
+    y = self.project_bn(conv_out(self.project(h)), use_running_average=ura)
     return x + y if self.residual else y
 
 

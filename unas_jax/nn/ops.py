@@ -46,6 +46,7 @@ import numpy as np
 from unas_jax.errors import ConfigError
 from unas_jax.nn import depthwise as _depthwise
 from unas_jax.nn import fast_grad
+from unas_jax.nn import precision
 
 BN_MOMENTUM = 0.9  # Flax convention; PyTorch momentum 0.1.
 BN_EPSILON = 1e-5
@@ -78,13 +79,17 @@ def batch_norm(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array |
 
   Returns:
     ``(y, new_mean, new_var)``; the statistics are unchanged when not training.
+
+  Mixed precision: ``x`` in a 16-bit compute dtype is reduced and normalised in
+  float32 (statistics stay float32), ``y`` has ``x``'s dtype.
   """
+  xf = x.astype(jnp.float32)
   if train:
     axes = tuple(range(x.ndim - 1))
     n = math.prod(x.shape[:-1])
     # One pass (E[x], E[x^2]); fused by XLA into a single reduction.
-    mu = jnp.mean(x, axis=axes)
-    mu2 = jnp.mean(jnp.square(x), axis=axes)
+    mu = jnp.mean(xf, axis=axes)
+    mu2 = jnp.mean(jnp.square(xf), axis=axes)
     if axis_name is not None:
       mu, mu2 = lax.pmean((mu, mu2), axis_name)
       n = n * lax.psum(1, axis_name)
@@ -98,17 +103,17 @@ def batch_norm(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array |
   inv = lax.rsqrt(batch_var + epsilon)
   if scale is not None:
     inv = inv * scale
-  y = (x - mu) * inv
+  y = (xf - mu) * inv
   if bias is not None:
     y = y + bias
-  return y, new_mean, new_var
+  return y.astype(x.dtype), new_mean, new_var
 
 
 def depthwise_conv(x: jax.Array, kernel: jax.Array, *, stride: int = 1, dilation: int = 1,
                    padding: int | None = None, impl: str = "auto") -> jax.Array:
-  """Depthwise convolution ``[N, H, W, C] * [k, k, 1, C]`` (see ``unas_jax/nn/fast_grad.py``)."""
-  return fast_grad.depthwise_conv(x, kernel, stride=stride, dilation=dilation, padding=padding,
-                                  impl=impl)
+  """Depthwise convolution ``[N, H, W, C] * [k, k, 1, C]`` (see ``unas_jax/nn/fast_grad.py``), in ``x``'s dtype."""
+  return precision.conv_out(fast_grad.depthwise_conv(x, kernel.astype(x.dtype), stride=stride,
+                                                     dilation=dilation, padding=padding, impl=impl))
 
 
 def pointwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Array:
@@ -117,7 +122,7 @@ def pointwise_conv(x: jax.Array, kernel: jax.Array, stride: int = 1) -> jax.Arra
     x = x[:, ::stride, ::stride]
   if kernel.ndim == 4:
     kernel = kernel[0, 0][None]
-  return fast_grad.pointwise_conv(x, kernel)
+  return precision.conv_out(fast_grad.pointwise_conv(x, kernel.astype(x.dtype)))
 
 
 def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: int = 0,
@@ -125,9 +130,9 @@ def conv2d(x: jax.Array, kernel: jax.Array, *, stride: int = 1, padding: int = 0
   """Dense convolution ``[N, H, W, C] * [k, k, C, D]`` with PyTorch's symmetric padding."""
   if kernel.shape[0] == 1 and kernel.shape[1] == 1 and padding == 0:
     return pointwise_conv(x, kernel, stride)
-  return lax.conv_general_dilated(
-      x, kernel, window_strides=(stride, stride), padding=((padding, padding), (padding, padding)),
-      rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return precision.conv_out(lax.conv_general_dilated(
+      x, kernel.astype(x.dtype), window_strides=(stride, stride), padding=((padding, padding), (padding, padding)),
+      rhs_dilation=(dilation, dilation), dimension_numbers=("NHWC", "HWIO", "NHWC")))
 
 
 def max_pool(x: jax.Array, kernel_size: int = 3, stride: int = 1, padding: int = 1) -> jax.Array:
@@ -238,7 +243,7 @@ class Linear(nnx.Module):
     self.bias = nnx.Param(_torch_uniform(rngs.params(), (out_features,), in_features))
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return x @ self.kernel[...] + self.bias[...]
+    return x @ self.kernel[...].astype(x.dtype) + self.bias[...].astype(x.dtype)
 
 
 # --------------------------------------------------------------------------- #

@@ -21,7 +21,9 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
+from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import mbconv
+from unas_jax.nn import precision
 from unas_jax.spaces import proxyless as space
 
 
@@ -78,7 +80,7 @@ class ProxylessNetwork(nnx.Module):
 
   def __init__(self, genotype: space.ProxylessGenotype | str, widths: str | Sequence[int] | None = None,
                num_classes: int = 1000, *, rngs: nnx.Rngs, dropout: float = 0.0, bn_affine: bool = True,
-               depthwise_impl: str = "auto", dtype=jnp.float32):
+               depthwise_impl: str = "auto", dtype=jnp.float32, kernels: str = "auto", remat: str = "none"):
     """Args:
       genotype: a genotype, built-in name, JSON path or op string.
       widths: ``'gpu'`` (default), ``'mobile'`` or 9 ints.
@@ -87,8 +89,14 @@ class ProxylessNetwork(nnx.Module):
         default: 0).
       bn_affine: BatchNorm with scale and bias (evaluation networks: True).
       depthwise_impl: see :mod:`unas_jax.nn.depthwise`.
-      dtype: computation dtype (parameters stay float32).
+      dtype: compute dtype (parameters, BatchNorm statistics and logits stay float32).
+      kernels: ``auto`` | ``cpu`` | ``xla`` (:mod:`unas_jax.nn.kernels`).
+      remat: ``none`` | ``layer``: ``jax.checkpoint`` each MBConv layer, keeping convolution outputs.
     """
+    dtype = precision.compute_dtype(dtype)
+    self.kernels = kernels_lib.check(kernels)
+    self.remat = precision.check_remat(remat, ("none", "layer"))
+    self.compute_dtype = dtype
     self.genotype = space.get_genotype(genotype)
     self.widths = space.resolve_widths(widths)
     self.num_classes = num_classes
@@ -104,10 +112,14 @@ class ProxylessNetwork(nnx.Module):
                               dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, arch=None, *, train: bool, key: jax.Array | None = None) -> jax.Array:
-    x = self.stem(x, train=train)
-    for name in sorted(self.layers):
-      x = self.layers[name](x, train=train)
-    return self.head(x, train=train, key=key)
+    with kernels_lib.use(self.kernels):
+      x = self.stem(x.astype(self.compute_dtype), train=train)
+      for name in sorted(self.layers):
+        if self.remat == "none":
+          x = self.layers[name](x, train=train)
+        else:
+          x = nnx.remat(lambda layer, x: layer(x, train=train), policy=precision.remat_policy())(self.layers[name], x)
+      return precision.to_float32(self.head(x, train=train, key=key))
 
 
 # --------------------------------------------------------------------------- counting

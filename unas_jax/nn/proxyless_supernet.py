@@ -35,12 +35,15 @@ import jax
 import jax.numpy as jnp
 
 from unas_jax.errors import ConfigError
+from unas_jax.nn import kernels as kernels_lib
+from unas_jax.nn import precision
 from unas_jax.nn import proxyless_network as pnet
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import proxyless as space
 
 PyTree = Any
 ZERO_DROPOUT = 0.1
+REMAT = ("none", "layer")
 
 
 class MixedLayer(nnx.Module):
@@ -81,7 +84,8 @@ class ProxylessSupernet(nnx.Module):
 
   def __init__(self, widths: str | Sequence[int] | None = None, num_classes: int = 1000, *, rngs: nnx.Rngs,
                zero_dropout: float = ZERO_DROPOUT, dropout: float = 0.0, bn_affine: bool = True,
-               depthwise_impl: str = "auto", dtype=jnp.float32, phi_init_scale: float = 0.0):
+               depthwise_impl: str = "auto", dtype=jnp.float32, phi_init_scale: float = 0.0,
+               kernels: str = "auto", remat: str = "none"):
     """Args:
       widths: ``'gpu'`` (default, UNAS), ``'mobile'`` or 9 ints.
       num_classes: classifier outputs.
@@ -89,9 +93,16 @@ class ProxylessSupernet(nnx.Module):
       dropout: dropout before the classifier in training (reference search: 0).
       bn_affine: BatchNorm scale and bias (reference ProxylessNAS-space search: True).
       depthwise_impl: see :mod:`unas_jax.nn.depthwise`.
-      dtype: computation dtype.
+      dtype: compute dtype (``float32`` | ``bfloat16`` | ``float16`` or a jnp dtype); phi, w,
+        BatchNorm statistics and the logits stay float32 (:mod:`unas_jax.nn.precision`).
       phi_init_scale: ``phi`` starts at ``scale * N(0, 1)`` (0: uniform, as the reference).
+      kernels: ``auto`` | ``cpu`` | ``xla`` (:mod:`unas_jax.nn.kernels`), entered around the forward pass.
+      remat: ``none`` | ``layer``: ``jax.checkpoint`` each mixed layer, keeping convolution outputs.
     """
+    dtype = precision.compute_dtype(dtype)
+    self.kernels = kernels_lib.check(kernels)
+    self.remat = precision.check_remat(remat, REMAT)
+    self.compute_dtype = dtype
     self.widths = space.resolve_widths(widths)
     self.num_classes = num_classes
     self.stem = pnet.ProxylessStem(self.widths, bn_affine=bn_affine, depthwise_impl=depthwise_impl, dtype=dtype,
@@ -112,10 +123,16 @@ class ProxylessSupernet(nnx.Module):
       raise ConfigError("the ProxylessNAS supernet needs arch = {'layer01': [S, K], ..., 'layer21': [S, K]} "
                         "(the layout of its phi)")
     keys = [None] * (space.NUM_LAYERS + 1) if key is None else list(jax.random.split(key, space.NUM_LAYERS + 1))
-    x = self.stem(x, train=train)
-    for i, name in enumerate(space.LAYER_NAMES):
-      x = self.layers[name](x, arch[name], train=train, key=keys[i])
-    return self.head(x, train=train, key=keys[-1])
+    with kernels_lib.use(self.kernels):
+      x = self.stem(x.astype(self.compute_dtype), train=train)
+      for i, name in enumerate(space.LAYER_NAMES):
+        layer = self.layers[name]
+        if self.remat == "none":
+          x = layer(x, arch[name], train=train, key=keys[i])
+        else:
+          run = lambda layer, x, a, k: layer(x, a, train=train, key=k)
+          x = nnx.remat(run, policy=precision.remat_policy())(layer, x, arch[name], keys[i])
+      return precision.to_float32(self.head(x, train=train, key=keys[-1]))
 
 
 def network_weights_from_supernet(genotype: space.ProxylessGenotype | str, w: PyTree, stats: PyTree

@@ -17,6 +17,9 @@ def darts_search_config(dataset: str, arg: str | None) -> ml_collections.ConfigD
       "stem_multiplier": 3,
       "stem": "cifar",           # cifar | imagenet
       "depthwise_impl": "auto",  # auto (slices on CPU, XLA grouped conv elsewhere) | slices | xla
+      "kernels": "auto",         # auto (CPU kernels on the CPU backend, plain XLA ops elsewhere) | cpu | xla
+      "dtype": "float32",        # compute dtype: float32 | bfloat16 | float16 (phi, w, BN stats stay float32)
+      "remat": "none",           # none | cell: jax.checkpoint each cell, keeping conv outputs
   })
   if arg in (None, ""):
     return config

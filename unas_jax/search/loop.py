@@ -145,29 +145,48 @@ def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchS
   """Validates the config, loads the data, builds the supernet, optimisers, state and jitted steps."""
   validate(config)
   dataset = data_lib.load(config.data)
-  info = dataset.info
   mesh = mesh_lib.make_mesh(config.mesh.num_devices)
   global_batch = config.batch_size
   mesh_lib.check_batch(global_batch, mesh)
   data_lib.check_sharding(global_batch, jax.process_index(), jax.process_count())
+  steps_per_epoch = data_lib.steps_per_epoch(dataset, "search_train", global_batch, jax.process_count())
+  return build_search(config, dataset.info, mesh, space, lambda info: space.latency_hooks(config, workdir, info),
+                      steps_per_epoch, dataset=dataset)
+
+
+def build_search(config: ml_collections.ConfigDict, info: data_lib.DatasetInfo, mesh, space: SearchSpace,
+                 latency_fn: Callable[[data_lib.DatasetInfo], LatencyHooks | None], steps_per_epoch: int, *,
+                 dataset: Any = None, abstract: bool = False) -> SearchSetup:
+  """The part of :func:`setup_search` after the data: supernet, optimisers, state and jitted steps.
+
+  ``abstract=True`` builds the state with ``jax.eval_shape`` (``jax.ShapeDtypeStruct``
+  leaves with the mesh's replicated sharding: no memory, no compute), for lowering and
+  ahead-of-time compilation of the job's own steps (``experiments/lower_for.py``,
+  ``experiments/aot_compile.py``).
+  """
+  validate(config)
+  global_batch = config.batch_size
   cfg = step_config(config)
   s = config.search
 
   model = space.build_supernet(config, info, mesh_lib.DATA_AXIS if s.bn == "sync" else None)
   model_def, phi_state, w, stats = functional.split(model)
   phi = space.phi_from_state(phi_state)
-  latency = space.latency_hooks(config, workdir, info)
+  latency = latency_fn(info)
   if cfg.latency_estimator is not None and latency is None:
     raise ConfigError(f"latency.enabled is set but the {space.name} space has no latency source")
   search_model = step_lib.SearchModel(model_def, arch_penalty_fn=space.arch_penalty_fn,
                                       control_fn=latency.control_fn if latency else None)
 
-  steps_per_epoch = data_lib.steps_per_epoch(dataset, "search_train", global_batch, jax.process_count())
   total_steps = int(s.epochs * steps_per_epoch) if not s.max_steps else int(s.max_steps)
   warmup_steps = min(total_steps, int(s.init_epochs * steps_per_epoch))
   tx_w, tx_phi, w_schedule, phi_schedule = step_lib.make_optimizers(s, global_batch, total_steps)
-  state = step_lib.init_state(config.seed, phi, w, stats, tx_w, tx_phi, cfg, eta=s.eta)
-  state = mesh_lib.put_replicated(state, mesh)
+  init = lambda: step_lib.init_state(config.seed, phi, w, stats, tx_w, tx_phi, cfg, eta=s.eta)  # noqa: E731
+  if abstract:
+    sharding = mesh_lib.replicated(mesh)
+    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), jax.eval_shape(init))
+  else:
+    state = mesh_lib.put_replicated(init(), mesh)
   return SearchSetup(
       config=config, dataset=dataset, mesh=mesh, cfg=cfg, model=search_model, latency=latency, state=state,
       search_step=step_lib.make_search_step(search_model, tx_w, tx_phi, cfg, mesh, global_batch, w_schedule,

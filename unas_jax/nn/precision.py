@@ -1,0 +1,58 @@
+r"""Compute dtype and rematerialisation of the networks (``model.dtype``, ``model.remat``).
+
+Mixed precision as big_vision and maxtext do it: the parameters ``w``, the
+architecture logits ``phi``, BatchNorm statistics, optimiser states, losses and
+the estimators stay float32; a network casts its input to the compute dtype at
+its edge, casts each weight to the activation's dtype where it is used
+(``kernel.astype(x.dtype)``), so convolutions and activations run in the compute
+dtype; BatchNorm reduces its batch statistics in float32; the classifier reads
+float32 features and returns float32 logits. The gradients reach the float32
+parameters through the casts (the cast's transpose), so optimisers see float32.
+With ``float32`` every cast is a no-op and the program is unchanged.
+
+Rematerialisation (``jax.checkpoint``) of a cell (DARTS) or a layer
+(ProxylessNAS) keeps only the outputs of convolutions, named
+:data:`CONV_OUT` with ``checkpoint_name``, and recomputes the rest in the
+backward pass: BatchNorm, ReLU, the architecture-weighted sums of the supernets'
+mixed edges. Those are elementwise, cheap to recompute (a pass over memory)
+but each keeps a tensor as large as a conv output alive; the convolutions carry
+the FLOPs, so they are not recomputed.
+"""
+from __future__ import annotations
+
+import jax
+from jax.ad_checkpoint import checkpoint_name
+import jax.numpy as jnp
+
+from unas_jax.errors import ConfigError
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+CONV_OUT = "conv_out"
+
+
+def compute_dtype(name, field: str = "model.dtype") -> jnp.dtype:
+  """``float32 | bfloat16 | float16`` (a name or a dtype) as a ``jnp.dtype``; else a one-line ConfigError."""
+  key = jnp.dtype(name).name if not isinstance(name, str) else name
+  if key not in DTYPES:
+    raise ConfigError(f"{field}={name!r} is not one of {list(DTYPES)}")
+  return jnp.dtype(DTYPES[key])
+
+
+def check_remat(value: str, allowed: tuple[str, ...], field: str = "model.remat") -> str:
+  if value not in allowed:
+    raise ConfigError(f"{field}={value!r} is not one of {list(allowed)}")
+  return value
+
+
+def conv_out(y: jax.Array) -> jax.Array:
+  """Names a convolution output so the remat policy keeps it (a no-op outside ``jax.checkpoint``)."""
+  return checkpoint_name(y, CONV_OUT)
+
+
+def remat_policy():
+  """Save the named convolution outputs, recompute everything else."""
+  return jax.checkpoint_policies.save_only_these_names(CONV_OUT)
+
+
+def to_float32(x: jax.Array) -> jax.Array:
+  return x.astype(jnp.float32)
