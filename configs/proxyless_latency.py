@@ -8,7 +8,9 @@
 The full variant searches on ImageNet (tfds ``imagenet2012``, prepared in
 ``--config.data.data_dir``) at 224x224 and measures the latency of every sampled
 network on this device at batch 32 (DESIGN.md section 8). ``latency.target_ms``
-is the hinge target: set it for your device.
+is the hinge target: set it for your device. ``--config.latency.penalty=lagrangian``
+needs no coefficient: the search adjusts a multiplier until the expected latency
+meets the target (README: "Latency targets without tuning a coefficient").
 """
 import ml_collections
 

@@ -65,12 +65,40 @@ def _curve(history_path: str, key: str) -> list[list[float]]:
   return out
 
 
+def _write(path: str, row: dict) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(row, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def _retrain(args, row: dict, workdir: str, seed: int, log: str) -> None:
+  """Trains the found architecture from scratch on digits (the search's widths); adds its test top-1 to ``row``."""
+  evaluate = [sys.executable, "-m", "unas_jax.main", "--config=configs/proxyless_imagenet_eval.py:quick",
+              f"--workdir={os.path.join(workdir, 'eval')}",
+              f"--config.model.genotype={os.path.join(workdir, 'genotype', 'genotype.json')}",
+              f"--config.model.widths={SEARCH_WIDTHS}", f"--config.train.epochs={args.eval_epochs}",
+              f"--config.seed={seed}"]
+  print(f"[{time.strftime('%H:%M:%S')}] {row['name']}: retrain {args.eval_epochs} epochs", flush=True)
+  row["eval_wall_s"] = _run(evaluate, log)
+  results = json.load(open(os.path.join(workdir, "eval", "results.json")))
+  row["retrained_top1"] = results["test"]["top1"]
+  row["eval_epochs"] = args.eval_epochs
+  row["commands"].append(" ".join(evaluate))
+
+
 def one_run(args, part: str, penalty: str, target: float, seed: int) -> dict | None:
   name = run_name(part, penalty, target, seed)
   out_json = os.path.join(args.out, f"{name}.json")
-  if os.path.exists(out_json):
-    return None
   workdir = os.path.join(args.runs, name)
+  if os.path.exists(out_json):
+    row = json.load(open(out_json))
+    if args.eval_epochs > 0 and row.get("retrained_top1") is None:
+      # A search finished in an earlier pass without retraining (--eval_epochs=0): retrain now.
+      _retrain(args, row, workdir, seed, os.path.join(workdir, "driver.log"))
+      _write(out_json, row)
+      return row
+    return None
   os.makedirs(workdir, exist_ok=True)
   log = os.path.join(workdir, "driver.log")
   overrides = [f"--config.latency.target_ms={target}", f"--config.latency.penalty={penalty}",
@@ -78,11 +106,6 @@ def one_run(args, part: str, penalty: str, target: float, seed: int) -> dict | N
                f"--config.search.max_steps={args.steps}"] + args.extra
   search = [sys.executable, "-m", "unas_jax.main", f"--config=configs/proxyless_latency.py:{PARTS[part]['variant']}",
             f"--workdir={workdir}"] + overrides
-  evaluate = [sys.executable, "-m", "unas_jax.main", "--config=configs/proxyless_imagenet_eval.py:quick",
-              f"--workdir={os.path.join(workdir, 'eval')}",
-              f"--config.model.genotype={os.path.join(workdir, 'genotype', 'genotype.json')}",
-              f"--config.model.widths={SEARCH_WIDTHS}", f"--config.train.epochs={args.eval_epochs}",
-              f"--config.seed={seed}"]
   print(f"[{time.strftime('%H:%M:%S')}] {name}: search", flush=True)
   search_s = _run(search, log)
   summary = json.load(open(os.path.join(workdir, "summary.json")))
@@ -93,16 +116,8 @@ def one_run(args, part: str, penalty: str, target: float, seed: int) -> dict | N
          "multiplier": _curve(os.path.join(workdir, "history.jsonl"), "latency_lambda"),
          "commands": [" ".join(search)]}
   if args.eval_epochs > 0:
-    print(f"[{time.strftime('%H:%M:%S')}] {name}: retrain {args.eval_epochs} epochs", flush=True)
-    row["eval_wall_s"] = _run(evaluate, log)
-    results = json.load(open(os.path.join(workdir, "eval", "results.json")))
-    row["retrained_top1"] = results["test"]["top1"]
-    row["eval_epochs"] = args.eval_epochs
-    row["commands"].append(" ".join(evaluate))
-  os.makedirs(args.out, exist_ok=True)
-  with open(out_json + ".tmp", "w") as f:
-    json.dump(row, f, indent=1)
-  os.replace(out_json + ".tmp", out_json)
+    _retrain(args, row, workdir, seed, log)
+  _write(out_json, row)
   print(f"[{time.strftime('%H:%M:%S')}] {name}: {row['measured_ms']:.2f} ms, ratio {row['ratio']:.3f}, "
         f"retrained top-1 {row.get('retrained_top1', float('nan')):.4f}", flush=True)
   return row

@@ -1,7 +1,9 @@
 r"""Latency-aware search in the ProxylessNAS space (job ``proxyless_search``, DESIGN.md sections 2-4, 8).
 
 The accuracy term goes through the configured estimator (REBAR by default); the
-latency term ``c_t * relu(lat(z) - target)`` goes through RELAX with the
+latency term ``c_t * relu(lat(z) - target)`` (or, with ``latency.penalty=lagrangian``,
+``lambda * lat(z) / target`` with the multiplier ``lambda`` adjusted by the search:
+:func:`unas_jax.objectives.losses.dual_ascent`) goes through RELAX with the
 *measured* latency of every sampled architecture and the linear surrogate
 ``g(z) = sum_ij l_ij z_ij + b`` as control (or REINFORCE, or the biased
 FBNet-style gradient of the surrogate through the relaxed sample).
