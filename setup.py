@@ -33,6 +33,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["unas_jax", "unas_jax.*"]),
+    # Built-in latency tables (latency.lut_path="builtin:<name>", unas_jax/latency/tables.py).
+    package_data={"unas_jax.latency": ["data/*.yaml", "data/README.md"]},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11"]},

@@ -8,10 +8,13 @@
 The full variant searches on ImageNet (tfds ``imagenet2012``, prepared in
 ``--config.data.data_dir``) at 224x224 and measures the latency of every sampled
 network on this device at batch 32 (DESIGN.md section 8). ``latency.target_ms``
-is the hinge target: set it for your device.
+is the hinge target: set it for your device. ``--config.latency.penalty=lagrangian``
+needs no coefficient: the search adjusts a multiplier until the expected latency
+meets the target (README: "Latency targets without tuning a coefficient").
 """
 import ml_collections
 
+from unas_jax.latency import tables
 from unas_jax.search import defaults
 
 
@@ -41,9 +44,17 @@ def get_config(arg=None):
       "source": "probe",          # probe (time compiled subnetworks on this device) | lut (YAML table)
       "estimator": "relax",       # relax | reinforce | surrogate_gumbel (FBNet-style, biased)
       "target_ms": 10.0,          # hinge target
-      "penalty": "hinge",         # hinge: c_t * relu(lat - target) | linear: c_t * lat
-      "c": 0.1,
-      "warmup_steps": 2000,       # c_t rises linearly from 0 to c over these steps
+      # hinge: c_t * relu(lat - target) | linear: c_t * lat | lagrangian: lambda * lat / target,
+      # with E[lat] <= ratio * target held by a multiplier lambda >= 0 the search adjusts itself
+      # (dual ascent: lambda <- max(0, lambda + lambda_lr * (mean measured lat / (ratio * target) - 1))).
+      "penalty": "hinge",
+      "c": 0.1,                   # hinge / linear only
+      "warmup_steps": 2000,       # hinge / linear: c_t rises linearly from 0 to c over these steps
+      "lambda_init": 0.0,         # lagrangian: the multiplier's start
+      "lambda_lr": 0.1,           # lagrangian: the multiplier's step size (scale-free: per unit of lat/target - 1)
+      "damping": 3.0,             # lagrangian: proportional term, coefficient max(0, lambda + damping * last violation)
+      "ratio": 0.95,              # lagrangian: E[lat] is held to this fraction of the target (margin)
+      "constraint": "expected",   # lagrangian: expected (surrogate's E_p_phi[lat]) | measured (mean of the samples) | mode
       "batch_size": 32,           # latency is measured at this batch size ...
       "resolution": 224,          # ... and resolution
       "dtype": "float32",
@@ -57,7 +68,7 @@ def get_config(arg=None):
       "surrogate_seed": 0,
       "ridge_lambda": 1.0,
       "refit_every": 0,           # >0: refit the surrogate from the search's measurements every N steps
-      "lut_path": "",             # source=lut: a ProxylessNAS-format latency YAML
+      "lut_path": "",             # source=lut: a ProxylessNAS-format latency YAML, or builtin:<name> (tables.py)
       "lut_num_classes": 1000,
       "widths": "",               # source=lut: widths of the deployed network the table prices ("": model.widths)
   })
@@ -66,7 +77,7 @@ def get_config(arg=None):
   if arg == "lut":
     config.model.widths = "mobile"
     config.latency.source = "lut"
-    config.latency.lut_path = "../shared/data/proxylessnas_mobile_trim.yaml"
+    config.latency.lut_path = tables.MOBILE_TABLE
     config.latency.target_ms = 60.0
     return config
   if arg not in ("quick", "quick_lut"):
@@ -104,7 +115,7 @@ def get_config(arg=None):
     # same per-layer choices in the mobile-width network at 224x224 (deterministic).
     config.name = "proxyless_latency_quick_lut"
     config.latency.source = "lut"
-    config.latency.lut_path = "../shared/data/proxylessnas_mobile_trim.yaml"
+    config.latency.lut_path = tables.MOBILE_TABLE
     config.latency.widths = "mobile"
     config.latency.resolution = 224
     config.latency.surrogate_archs = 1000   # table look-ups are free

@@ -12,8 +12,8 @@ A network's latency is the sum of its blocks' mean latencies (Cai et al. 2019; t
 with ``R = 1`` where the block has a residual connection; ``zero`` layers contribute 0.
 Each YAML entry holds ``mean``, ``var`` and ``count`` in ms. The lookup is deterministic,
 which makes it the latency oracle of the tests, and lets users search for a device they
-measured once (``../shared/data/proxylessnas_mobile_trim.yaml``: a Pixel 1 phone, the
-mobile widths at 224x224).
+measured once (``builtin:proxylessnas_mobile_trim``, shipped in ``unas_jax/latency/data``:
+a Pixel 1 phone, the mobile widths at 224x224).
 """
 from __future__ import annotations
 

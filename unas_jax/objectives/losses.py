@@ -8,7 +8,10 @@ validation example ``i``):
 
 where ``l`` is the cross-entropy of the supernet under architecture ``i``.
 Latency: ``L_lat(z) = c_t * relu(lat(z) - target)`` (hinge) or ``c_t * lat(z)``
-(linear), with ``c_t`` warmed up linearly from 0 to ``c`` over the first steps.
+(linear), with ``c_t`` warmed up linearly from 0 to ``c`` over the first steps;
+or ``lambda * lat(z) / target`` (lagrangian), the constraint
+``E_{p_phi}[lat] <= target`` with a multiplier ``lambda >= 0`` that the search
+adjusts by dual ascent (:func:`dual_ascent`).
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import optax
 from unas_jax.errors import ConfigError
 
 OBJECTIVES = ("train", "val", "gen")
-LATENCY_PENALTIES = ("hinge", "linear")
+LATENCY_PENALTIES = ("hinge", "linear", "lagrangian")
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
@@ -65,9 +68,49 @@ def latency_coefficient(step: jax.Array, c: float, warmup_steps: int) -> jax.Arr
 
 
 def latency_penalty(latency_ms: jax.Array, coefficient: jax.Array, target_ms: float, kind: str = "hinge") -> jax.Array:
-  """``c_t * relu(lat - target)`` (hinge) or ``c_t * lat`` (linear)."""
+  r"""``c_t * relu(lat - target)`` (hinge), ``c_t * lat`` (linear) or ``lambda * lat / target`` (lagrangian).
+
+  For ``lagrangian`` the coefficient is the multiplier ``lambda``: the phi-dependent part
+  of the Lagrangian ``lambda * (E[lat] / target - 1)``, scale-free (``lat / target`` has no
+  unit), so one multiplier step size serves any device and target. At a fixed ``lambda``
+  it is the linear penalty with ``c = lambda / target``.
+  """
   if kind == "hinge":
     return coefficient * jax.nn.relu(latency_ms - target_ms)
   if kind == "linear":
     return coefficient * latency_ms
+  if kind == "lagrangian":
+    return coefficient * latency_ms / target_ms
   raise ConfigError(f"latency.penalty={kind!r} is not one of {list(LATENCY_PENALTIES)}")
+
+
+def dual_ascent(multiplier: jax.Array, latency_ms: jax.Array, target_ms: jax.Array, lr: jax.Array,
+                ratio: jax.Array = 1.0) -> jax.Array:
+  r"""One projected dual-ascent step on the latency constraint's multiplier.
+
+  ``lambda <- max(0, lambda + lr * (mean(lat) / (ratio * target) - 1))``
+
+  ``mean(lat)`` is the step's estimate of ``E_{p_phi}[lat]``: the latency surrogate's
+  expectation under ``p_phi`` (noise-free), or the mean measured latency of the
+  architectures drawn this step (unbiased; the small ``lr`` averages its noise over steps).
+  ``ratio <= 1`` aims the constraint a little below the target, a margin for the
+  difference between ``E[lat]`` and the latency of the final mode architecture.
+  The violation is normalised by the target: scale-free, as the penalty.
+  """
+  return jnp.maximum(0.0, multiplier + lr * violation(latency_ms, target_ms, ratio))
+
+
+def violation(latency_ms: jax.Array, target_ms: jax.Array, ratio: jax.Array = 1.0) -> jax.Array:
+  """The normalised constraint violation ``mean(lat) / (ratio * target) - 1`` (> 0: violated)."""
+  return jnp.mean(latency_ms) / (ratio * target_ms) - 1.0
+
+
+def damped_multiplier(multiplier: jax.Array, last_violation: jax.Array, damping: jax.Array) -> jax.Array:
+  r"""The coefficient the penalty uses: ``max(0, lambda + damping * v_prev)``.
+
+  A proportional term on top of the integral ``lambda`` (PI control of the multiplier,
+  as in Stooke et al. 2020 and Sohrabi et al. 2024): it pushes as soon as the violation
+  appears and lets go as soon as it vanishes, which damps the oscillation of plain dual
+  ascent. ``damping = 0`` is plain dual ascent.
+  """
+  return jnp.maximum(0.0, multiplier + damping * last_violation)

@@ -100,7 +100,12 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
   if latency is not None and latency.get("enabled", False):
     kwargs = dict(latency_estimator=latency.estimator, latency_target_ms=float(latency.target_ms),
                   latency_penalty=latency.penalty, latency_c=latency.c,
-                  latency_warmup_steps=latency.warmup_steps)
+                  latency_warmup_steps=latency.warmup_steps,
+                  latency_lambda_init=float(latency.get("lambda_init", 0.0)),
+                  latency_lambda_lr=float(latency.get("lambda_lr", 0.1)),
+                  latency_damping=float(latency.get("damping", 3.0)),
+                  latency_constraint=latency.get("constraint", "expected"),
+                  latency_ratio=float(latency.get("ratio", 0.95)))
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,
       sampling=s.sampling, pairing_weight=s.get("pairing_weight", 0.0), baseline=s.baseline,
@@ -116,6 +121,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"batch_size={config.batch_size} must be positive")
   if s.bn not in ("local", "sync"):
     raise ConfigError(f"search.bn={s.bn!r} is not one of ['local', 'sync']")
+  latency = config.get("latency")
+  if latency is not None and latency.get("enabled", False) and latency.penalty in ("hinge", "lagrangian"):
+    # Checked before anything is loaded or measured (the fastest-architecture check needs the surrogate).
+    if not float(latency.target_ms) > 0:
+      raise ConfigError(f"latency.target_ms={latency.target_ms} must be positive (a latency budget in ms)")
   step_config(config)  # validates the estimator settings
 
 
@@ -354,6 +364,14 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
   summary = {"steps": total_steps, "final_eval": last_eval, "genotype": os.path.join(outputs, "genotype.json"),
              "compile_seconds": compile_seconds, "pictures": sorted(
                  os.path.join(outputs, f) for f in files.listdir(outputs) if f.endswith(".png"))}
+  if latency is not None and hasattr(latency, "mode_report") and genotype is not None:
+    # The found architecture is the mode of p_phi: does it meet the target, and by how much
+    # does it undershoot it (latency / target)?
+    summary["latency"] = {**latency.mode_report(genotype), "multiplier": float(_host(state.latency_lambda))}
+    if is_main:
+      r = summary["latency"]
+      print(f"Latency of the found architecture: {r['measured_ms']:.3f} ms, target {r['target_ms']:.3f} ms, "
+            f"ratio {r['ratio']:.3f} ({'meets' if r['meets_target'] else 'MISSES'} the target)", flush=True)
   if is_main:
     files.write_json(os.path.join(workdir, "summary.json"), summary)
     print(f"Genotype: {summary['genotype']}\n{genotype}\nPictures: {', '.join(summary['pictures'])}\n"
@@ -390,7 +408,8 @@ def _write_outputs(space, state, history, outputs, workdir):
                                title=f"{space.name}: selector probabilities over the search")
   plots.curves([r for r in records if r.get("phase") != "eval"],
                ["objective", "l_train", "l_val", "acc_train", "acc_val", "entropy", "w_loss", "latency_ms",
-                "latency_predicted_ms", "eta"], os.path.join(workdir, "search_curves.png"), "search")
+                "latency_predicted_ms", "latency_expected_ms", "latency_lambda", "eta"],
+               os.path.join(workdir, "search_curves.png"), "search")
   evals = [r for r in records if r.get("phase") == "eval"]
   if evals:
     plots.curves(evals, ["val_acc", "val_loss", "entropy"], os.path.join(workdir, "search_eval.png"),

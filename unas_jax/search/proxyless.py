@@ -1,7 +1,9 @@
 r"""Latency-aware search in the ProxylessNAS space (job ``proxyless_search``, DESIGN.md sections 2-4, 8).
 
 The accuracy term goes through the configured estimator (REBAR by default); the
-latency term ``c_t * relu(lat(z) - target)`` goes through RELAX with the
+latency term ``c_t * relu(lat(z) - target)`` (or, with ``latency.penalty=lagrangian``,
+``lambda * lat(z) / target`` with the multiplier ``lambda`` adjusted by the search:
+:func:`unas_jax.objectives.losses.dual_ascent`) goes through RELAX with the
 *measured* latency of every sampled architecture and the linear surrogate
 ``g(z) = sum_ij l_ij z_ij + b`` as control (or REINFORCE, or the biased
 FBNet-style gradient of the surrogate through the relaxed sample).
@@ -41,6 +43,7 @@ from unas_jax.errors import ConfigError, DataError
 from unas_jax.latency import lut as lut_lib
 from unas_jax.latency import probe as probe_lib
 from unas_jax.latency import surrogate as surrogate_lib
+from unas_jax.latency import tables
 from unas_jax.nn.proxyless_supernet import ProxylessSupernet
 from unas_jax.search import loop
 from unas_jax.search import step as step_lib
@@ -85,12 +88,13 @@ class ProxylessLatency:
     self.probe = None
     self.table = None
     if lc.source == "lut":
-      if not lc.lut_path or not os.path.isfile(lc.lut_path):
+      lut_path = tables.resolve(lc.lut_path)
+      if not lut_path or not os.path.isfile(lut_path):
         raise ConfigError(f"latency.lut_path={lc.lut_path!r} is not a file; give a ProxylessNAS-format latency "
-                          "YAML (e.g. the published mobile table) or use latency.source=probe")
+                          f"YAML or {tables.MOBILE_TABLE!r} (the published phone table), or use latency.source=probe")
       # The table prices the deployed network, whose widths may differ from the
       # (narrower) supernet that estimates accuracy: latency.widths, else model.widths.
-      self.table = lut_lib.LatencyLUT.from_yaml(lc.lut_path).additive(
+      self.table = lut_lib.LatencyLUT.from_yaml(lut_path).additive(
           lc.get("widths") or config.model.widths, lc.resolution, lc.lut_num_classes)
     else:
       self.probe = probe_lib.LatencyProbe(
@@ -165,9 +169,9 @@ class ProxylessLatency:
     return self.report
 
   def _check_target(self) -> None:
-    """A hinge target below the fastest architecture can never be met: say so now."""
+    """A target below the fastest architecture can never be met: say so now."""
     lc = self.config
-    if lc.penalty != "hinge":
+    if lc.penalty not in ("hinge", "lagrangian"):
       return
     fastest = self.surrogate.min_genotype()
     measured = float(self._measure_genotypes([fastest])[0])
@@ -176,6 +180,15 @@ class ProxylessLatency:
       raise ConfigError(
           f"latency.target_ms={lc.target_ms} is below the smallest reachable latency, {measured:.3f} ms measured "
           f"for the fastest architecture ({fastest}); raise the target above it")
+
+  def mode_report(self, genotype: space.ProxylessGenotype) -> dict:
+    """The found (mode) architecture's latency against the target: ``ratio = latency / target``."""
+    lc = self.config
+    measured = float(self._measure_genotypes([genotype])[0])
+    target = float(lc.target_ms)
+    return {"measured_ms": measured, "predicted_ms": float(self.surrogate.latency(genotype)), "target_ms": target,
+            "ratio": measured / target if target > 0 else float("nan"), "meets_target": measured <= target,
+            "penalty": lc.penalty, "c": float(lc.c) if lc.penalty != "lagrangian" else None}
 
   # -- the loop's interface
 
@@ -238,11 +251,7 @@ class ProxylessSearchSpace:
     genotype.save(path)
     paths = [path]
     if self.latency is not None:
-      files.write_json(os.path.join(out_dir, "latency.json"),
-                       {"predicted_ms": float(self.latency.surrogate.latency(genotype)),
-                        "measured_ms": float(self.latency._measure_genotypes([genotype])[0]),
-                        "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
-                        "penalty": self.config.latency.penalty})
+      files.write_json(os.path.join(out_dir, "latency.json"), self.latency.mode_report(genotype))
       paths.append(os.path.join(out_dir, "latency.json"))
     return paths
 

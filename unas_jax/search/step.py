@@ -10,7 +10,11 @@ One search step, per device (inside ``jax.shard_map`` over the ``data`` axis):
    ``L_gen`` plus the pairing penalty), and, when a latency term is configured,
    add RELAX's estimate for ``c_t * relu(lat(z) - target)`` with the measured
    latencies passed in and the surrogate as control (or REINFORCE / the biased
-   FBNet-style surrogate-through-Gumbel gradient, for comparison);
+   FBNet-style surrogate-through-Gumbel gradient, for comparison); with
+   ``latency_penalty='lagrangian'`` the term is ``lambda * lat(z) / target``
+   (the same estimators, at the state's multiplier ``lambda``), and ``lambda``
+   takes one dual-ascent step on the measured violation
+   (:func:`unas_jax.objectives.losses.dual_ascent`);
 3. average the phi gradient across devices, update phi (``tx_phi``);
 4. update w on the train batch with the relaxed sample of the same draw (no
    gradient to phi), average across devices, update w (``tx_w``).
@@ -44,6 +48,14 @@ PyTree = Any
 SAMPLING = ("per_example", "per_device", "shared")
 ACCURACY_ESTIMATORS = ("reinforce", "gumbel_softmax", "rebar")
 LATENCY_ESTIMATORS = ("relax", "reinforce", "surrogate_gumbel")
+# What the lagrangian multiplier's dual step holds to ratio * target:
+# * expected: E_{p_phi}[g(z)] of the control g (the latency surrogate), exact for an additive
+#   g (the ProxylessNAS and table surrogates): noise-free, so the multiplier does not random-walk;
+#   its error is the surrogate's;
+# * measured: the mean measured latency of this step's samples, an unbiased but noisy
+#   estimate of E_{p_phi}[lat] (one sample a step with a latency probe);
+# * mode: g of the mode of p_phi, the architecture the search returns.
+LATENCY_CONSTRAINTS = ("expected", "measured", "mode")
 
 
 @struct.dataclass
@@ -65,6 +77,14 @@ class SearchState:
   # The run's config sets them at every (re)start (:func:`latency_hparams`).
   latency_target_ms: jax.Array
   latency_c: jax.Array
+  # latency.penalty=lagrangian: the multiplier lambda >= 0 of E[lat] <= target is the search's
+  # own state (moved by dual ascent every step, checkpointed and resumed as it is); its step
+  # size and the fraction of the target it aims at are config inputs like target and c.
+  latency_lambda: jax.Array
+  latency_violation: jax.Array  # the last step's measured violation (the damping term's input)
+  latency_lambda_lr: jax.Array
+  latency_damping: jax.Array
+  latency_ratio: jax.Array
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +108,13 @@ class StepConfig:
   latency_penalty: str = "hinge"
   latency_c: float = 0.1
   latency_warmup_steps: int = 0
+  # penalty=lagrangian: initial multiplier, its dual-ascent step size, and the fraction of
+  # the target that E[lat] is held to (the initial values of the state's fields).
+  latency_lambda_init: float = 0.0
+  latency_lambda_lr: float = 0.1
+  latency_damping: float = 3.0
+  latency_ratio: float = 0.95
+  latency_constraint: str = "expected"
 
   def __post_init__(self):
     if self.estimator not in ACCURACY_ESTIMATORS:
@@ -102,6 +129,16 @@ class StepConfig:
       raise ConfigError(f"latency.penalty={self.latency_penalty!r} is not one of {list(losses.LATENCY_PENALTIES)}")
     if self.tau <= 0:
       raise ConfigError(f"search.tau={self.tau} must be positive")
+    if self.latency_estimator is not None and self.latency_penalty == "lagrangian":
+      if not self.latency_target_ms > 0:
+        raise ConfigError(f"latency.target_ms={self.latency_target_ms} must be positive for latency.penalty=lagrangian")
+      if min(self.latency_lambda_init, self.latency_lambda_lr, self.latency_damping) < 0:
+        raise ConfigError(f"latency.lambda_init={self.latency_lambda_init}, latency.lambda_lr="
+                          f"{self.latency_lambda_lr} and latency.damping={self.latency_damping} must be >= 0")
+      if self.latency_constraint not in LATENCY_CONSTRAINTS:
+        raise ConfigError(f"latency.constraint={self.latency_constraint!r} is not one of {list(LATENCY_CONSTRAINTS)}")
+      if not 0 < self.latency_ratio <= 1:
+        raise ConfigError(f"latency.ratio={self.latency_ratio} must lie in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -202,12 +239,21 @@ def init_state(seed: int, phi, w, stats, tx_w, tx_phi, cfg: StepConfig, eta: flo
   eta = jnp.asarray(eta, jnp.float32)
   return SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
                      phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
-                     baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta), **latency_hparams(cfg))
+                     baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta),
+                     latency_lambda=jnp.asarray(cfg.latency_lambda_init, jnp.float32),
+                     latency_violation=jnp.zeros((), jnp.float32), **latency_hparams(cfg))
 
 
 def latency_hparams(cfg: StepConfig) -> dict[str, np.ndarray]:
-  """The state fields ``latency_target_ms`` and ``latency_c`` from ``cfg`` (host float32 scalars)."""
-  return {"latency_target_ms": np.float32(cfg.latency_target_ms), "latency_c": np.float32(cfg.latency_c)}
+  """The state's latency settings from ``cfg`` (host float32 scalars), set at every (re)start.
+
+  ``latency_target_ms``, ``latency_c``, ``latency_lambda_lr``, ``latency_damping``,
+  ``latency_ratio``; not the multiplier ``latency_lambda`` nor the last violation, which
+  are the search's state and resume as saved.
+  """
+  return {"latency_target_ms": np.float32(cfg.latency_target_ms), "latency_c": np.float32(cfg.latency_c),
+          "latency_lambda_lr": np.float32(cfg.latency_lambda_lr),
+          "latency_damping": np.float32(cfg.latency_damping), "latency_ratio": np.float32(cfg.latency_ratio)}
 
 
 def _w_update(model: SearchModel, tx_w, state: SearchState, arch, x, y, key):
@@ -291,8 +337,26 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
     if estimate.f_relaxed is not None:
       metrics["objective_relaxed"] = jnp.mean(estimate.f_relaxed)
 
+    latency_lambda, latency_violation = state.latency_lambda, state.latency_violation
     if cfg.latency_estimator is not None:
-      c_t = losses.latency_coefficient(state.step, state.latency_c, cfg.latency_warmup_steps)
+      if cfg.latency_penalty == "lagrangian":
+        # The multiplier replaces the hand-set, warmed-up c: it starts at lambda_init and
+        # grows only while the constraint is violated. The coefficient adds a damping term
+        # on the *previous* step's violation (a PI controller: the integral lambda reacts
+        # late, as phi's optimiser has momentum); the previous step's, so that the
+        # coefficient does not depend on this step's samples and the estimate stays unbiased.
+        c_t = losses.damped_multiplier(state.latency_lambda, state.latency_violation, state.latency_damping)
+        if cfg.latency_constraint == "measured":
+          mean_ms = jax.lax.pmean(jnp.mean(latency_ms), DATA_AXIS)
+        else:
+          logits = est.soften(jax.lax.stop_gradient(state.phi), cfg.eps)
+          arch = est.mode(logits) if cfg.latency_constraint == "mode" else est.probabilities(logits)
+          mean_ms = model.control_fn(control, jax.tree.map(lambda a: a[None], arch))[0]
+        latency_lambda = losses.dual_ascent(state.latency_lambda, mean_ms, state.latency_target_ms,
+                                            state.latency_lambda_lr, state.latency_ratio)
+        latency_violation = losses.violation(mean_ms, state.latency_target_ms, state.latency_ratio)
+      else:
+        c_t = losses.latency_coefficient(state.step, state.latency_c, cfg.latency_warmup_steps)
       penalty = functools.partial(losses.latency_penalty, coefficient=c_t, target_ms=state.latency_target_ms,
                                   kind=cfg.latency_penalty)
       control_penalty = lambda arch: penalty(model.control_fn(control, arch))
@@ -307,6 +371,9 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
       z_lat = est.discrete(keys, est.soften(state.phi, cfg.eps), (s_local,))
       metrics.update(latency_ms=jnp.mean(latency_ms), latency_predicted_ms=jnp.mean(model.control_fn(control, z_lat)),
                      latency_penalty=jnp.mean(f_lat), latency_c=c_t)
+      if cfg.latency_penalty == "lagrangian":
+        metrics.update(latency_lambda=state.latency_lambda, latency_coefficient=c_t,
+                       latency_violation=jnp.mean(latency_ms) / state.latency_target_ms - 1.0)
 
     phi_grads = _pmean(phi_grads)
     updates, opt_phi = tx_phi.update(phi_grads, state.opt_phi, state.phi)
@@ -336,7 +403,8 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
     if w_schedule is not None:
       metrics.update(lr_w=w_schedule(state.step), lr_phi=phi_schedule(state.step))
     new_state = state.replace(step=state.step + 1, phi=phi, w=w, stats=stats, opt_phi=opt_phi, opt_w=opt_w,
-                              baseline=new_baseline, eta=eta, opt_eta=opt_eta)
+                              baseline=new_baseline, eta=eta, opt_eta=opt_eta, latency_lambda=latency_lambda,
+                              latency_violation=latency_violation)
     return new_state, metrics
 
   sharded = jax.shard_map(
