@@ -41,7 +41,8 @@ def get_config(arg=None):
   s.init_epochs = 10
   config.latency = ml_collections.ConfigDict({
       "enabled": True,
-      "source": "probe",          # probe (time compiled subnetworks on this device) | lut (YAML table)
+      "source": "probe",          # probe (time compiled subnetworks on this device) | lut (YAML table) |
+                                  # blocks (a table of blocks timed on this device, calibrated by whole networks)
       "estimator": "relax",       # relax | reinforce | surrogate_gumbel (FBNet-style, biased)
       "target_ms": 10.0,          # hinge target
       # hinge: c_t * relu(lat - target) | linear: c_t * lat | lagrangian: lambda * lat / target,
@@ -57,14 +58,17 @@ def get_config(arg=None):
       "constraint": "expected",   # lagrangian: expected (surrogate's E_p_phi[lat]) | measured (mean of the samples) | mode
       "batch_size": 32,           # latency is measured at this batch size ...
       "resolution": 224,          # ... and resolution
-      "dtype": "float32",
+      "dtype": "",                # "": the compute dtype, model.dtype (float32 unless set)
       "num_runs": 10,             # median of 10 timed runs (DESIGN.md section 8)
       "num_warmup": 2,
       "statistic": "median",      # median | min (min is steadier on a loaded shared CPU)
-      "compile_threads": 1,
+      "compile_threads": 0,       # background compiles at once (0: one per CPU core; timing never overlaps them)
+      "reserve_device": False,    # True: each process keeps its last local device out of the mesh and times on it
       "rounds": 3,                # surrogate measurements: interleaved, shuffled timing rounds
       "chunk_size": 16,
       "surrogate_archs": 10000,   # random architectures measured to fit the surrogate (paper: ~10k)
+      "blocks_calibration_archs": 10,  # source=blocks: whole networks timed to fit the table's scale ...
+      "blocks_test_archs": 20,         # ... and to report its held-out error (MAPE, Kendall tau)
       "surrogate_seed": 0,
       "ridge_lambda": 1.0,
       "refit_every": 0,           # >0: refit the surrogate from the search's measurements every N steps

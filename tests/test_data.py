@@ -490,3 +490,90 @@ def test_prefetch_preserves_order_and_raises_producer_errors():
   assert next(it) == 1
   with pytest.raises(DataError, match="disk vanished"):
     next(it)
+
+
+# --------------------------------------------------------------------------- device-side finishing
+
+
+def test_raw_batches_finished_on_the_device_equal_host_batches(tmp_path):
+  """uint8 to the device, normalisation and cutout there: the host's float32 batches, to float rounding.
+
+  Tolerance 1e-6 absolute on values of magnitude <= ~3 (a few float32 ulps): the same float32
+  constants and operations, but XLA may fuse them differently from numpy.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from unas_jax.data import device as device_lib  # pylint: disable=import-outside-toplevel
+  from unas_jax.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  _indexed_npz(tmp_path / "d.npz", n_train=40, n_test=13, size=12)
+  ds = data.load({"name": "npz", "npz_path": str(tmp_path / "d.npz"), "cutout": 5, "flip": True})
+  assert ds.augment.cutout == 5 and ds.augment.crop_padding > 0
+  mesh = mesh_lib.make_mesh(1)
+  put = device_lib.make_finisher(ds.info, mesh)
+  for step in range(3):
+    raw = data.batch_at(ds, "train", 8, 0, step, raw=True)
+    assert raw["image"].dtype == np.uint8 and raw["cutout"].shape == (8, 4) and raw["label"].dtype == np.int32
+    x_host, y_host = data.batch_at(ds, "train", 8, 0, step)
+    x_dev, y_dev = jax.device_get(put(raw))
+    assert x_dev.dtype == np.float32 and np.sum(x_host == 0.0) >= 8 * 5  # cutout squares are there
+    np.testing.assert_allclose(x_dev, x_host, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(y_dev, y_host)
+  # Evaluation: 13 test images in batches of 8, the last padded (mask False, image 0).
+  host = list(data.eval_batches(ds, 8))
+  dev = list(device_lib.batches(data.eval_batches(ds, 8, raw=True), ds.info, mesh))
+  assert len(host) == len(dev) == 2
+  for (xh, yh, mh), (xd, yd, md) in zip(host, jax.device_get(dev)):
+    np.testing.assert_allclose(xd, xh, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(yd, yh)
+    np.testing.assert_array_equal(md, mh.astype(np.float32))
+  assert np.all(np.asarray(dev[1][0])[5:] == 0.0) and np.asarray(dev[1][2]).sum() == 5
+  # Search pairs: the same pairs as the host's.
+  pairs = device_lib.search_pairs(data.search_batches(ds, 4, 1, raw=True), ds.info, mesh)
+  for ((xt, yt), (xv, yv)), ((ht, hyt), (hv, hyv)) in zip([next(pairs) for _ in range(2)],
+                                                        [next(data.search_batches(ds, 4, 1, start_step=s))
+                                                         for s in range(2)]):
+    np.testing.assert_allclose(np.asarray(xt), ht, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(xv), hv, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(yt), hyt)
+
+
+def test_device_prefetch_puts_the_next_batch_before_yielding_this_one():
+  from unas_jax.data import device as device_lib  # pylint: disable=import-outside-toplevel
+  put = []
+
+  def put_fn(item):
+    put.append(item)
+    return item * 10
+
+  it = device_lib.device_prefetch(iter(range(5)), put_fn, ahead=1)
+  assert next(it) == 0 and put == [0, 1]  # batch 1 is in flight while step 0 runs
+  assert next(it) == 10 and put == [0, 1, 2]
+  assert list(it) == [20, 30, 40] and put == [0, 1, 2, 3, 4]
+  assert list(device_lib.device_prefetch(iter(range(3)), put_fn, ahead=0)) == [0, 10, 20]
+  with pytest.raises(ValueError, match="ahead"):
+    next(device_lib.device_prefetch(iter(range(3)), put_fn, ahead=-1))
+
+
+def test_imagenet_raw_batches_are_uint8_and_normalise_on_the_device(tfds_dir):
+  """tf.data hands uint8 (the resized pixels rounded): within half a grey level of the float path."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from unas_jax.data import device as device_lib  # pylint: disable=import-outside-toplevel
+  from unas_jax.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  ds = data.load({"name": "imagenet2012", "data_dir": str(tfds_dir / "tfds"), "image_size": 24,
+                  "train_portion": 0.8, "shuffle_buffer": 8})
+  mesh = mesh_lib.make_mesh(1)
+  # Rounding to uint8 moves a pixel by at most 0.5 grey levels: 0.5 / 255 / std normalised.
+  tol = 0.5 / 255 / min(ds.info.std) + 1e-5
+  raw_train = data.train_batches(ds, 4, seed=3, raw=True)
+  host_train = data.train_batches(ds, 4, seed=3)
+  for _ in range(3):
+    raw, (xh, yh) = next(raw_train), next(host_train)
+    assert raw["image"].dtype == np.uint8 and raw["image"].shape == (4, 24, 24, 3)
+    xd, yd = jax.device_get(device_lib.make_finisher(ds.info, mesh)(raw))
+    np.testing.assert_allclose(xd, xh, rtol=0, atol=tol)
+    assert np.abs(xd - xh).max() > 0  # really rounded: the check compares two paths
+    np.testing.assert_array_equal(yd, yh)
+  host = list(data.eval_batches(ds, 4))
+  dev = jax.device_get(list(device_lib.batches(data.eval_batches(ds, 4, raw=True), ds.info, mesh)))
+  for (xh, yh, mh), (xd, yd, md) in zip(host, dev):
+    np.testing.assert_allclose(xd, xh, rtol=0, atol=tol)
+    np.testing.assert_array_equal(md, mh.astype(np.float32))

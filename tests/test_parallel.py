@@ -102,3 +102,56 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
   assert np.max(np.abs(phi_ref)) > 1e-3, ref  # phi moved: the comparison is not vacuous
   np.testing.assert_allclose(phi, phi_ref, rtol=0, atol=1e-6)
   assert abs(results[0]["w_sum"] - ref["w_sum"]) < 1e-4 * ref["w_sum"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["lut", "probe"])
+def test_two_processes_feed_identical_latency_inputs(tmp_path, source):
+  """The latency search on 2 processes x 2 CPU devices over loopback (tests/multiprocess_search_check.py).
+
+  Process 0 alone measures (LUT look-ups, or the probe timing on a device it reserves
+  outside the mesh) and fits the surrogate; process 1 receives them. Every step's latency
+  inputs, the surrogate (also after a refit, for the LUT) and phi must be bitwise
+  identical across the processes; with the probe, timing noise would make any
+  measurement of process 1's own differ, and process 1 must have measured nothing.
+  """
+  script = str(HERE / "multiprocess_search_check.py")
+  address = f"127.0.0.1:{_free_port()}"
+  workdir = tmp_path / "workdir"
+  workdir.mkdir()
+  outs = [tmp_path / f"process{i}.json" for i in range(2)]
+  procs = [subprocess.Popen([sys.executable, script, str(outs[i]), address, "2", str(i), source, str(workdir)],
+                            env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for i in range(2)]
+  logs = []
+  try:
+    for p in procs:
+      # A hard timeout (a process whose peer died waits on the coordinator); generous, as the
+      # toy step's compile took minutes on this loaded 2-core machine.
+      logs.append(p.communicate(timeout=1500)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log[-4000:]
+  r0, r1 = [json.loads(o.read_text()) for o in outs]
+  assert (r0["process"], r1["process"], r0["processes"], r0["devices"]) == (0, 1, 2, 4), (r0, r1)
+  expected = np.array([1 / 3, -0.0]).tobytes().hex() + ":" + np.int64(2 ** 40).tobytes().hex() + ":float64"
+  assert r0["broadcast"] == r1["broadcast"] == expected
+  steps = 3
+  assert len(r0["latency_inputs"]) >= steps and len(r0["phi"]) == steps, r0
+  for key in ("latency_inputs", "surrogates", "phi", "surrogate", "mesh_devices"):
+    assert r0[key] == r1[key], key
+  assert len(set(r0["phi"])) == steps  # phi moved every step: the comparison is not vacuous
+  if source == "lut":
+    assert len(set(r0["surrogates"])) > 1  # the refit at step 2 changed the surrogate on both
+    assert r0["measured_here"] and not r1["measured_here"]
+    assert len(r0["mesh_devices"]) == 4
+  else:
+    assert r0["measured_here"] and not r1["measured_here"]
+    assert r1["timing_device"] is None
+    # Process 0 timed on its own device, kept out of the mesh (one reserved per process).
+    assert r0["timing_device"] in r0["local_devices"] and r0["timing_device"] not in r0["mesh_devices"]
+    assert len(r0["mesh_devices"]) == 2 and set(r0["local_devices"]) & set(r0["mesh_devices"])

@@ -17,7 +17,9 @@ A tfds dataset that is not prepared in ``data_dir`` raises DataError naming the
 command that prepares it; nothing here downloads anything.
 
 Batches are numpy arrays on the host (float32 NHWC normalised images, int32
-labels), this process's shard of each global batch. For in-memory sources the
+labels), this process's shard of each global batch. With ``raw=True`` they stay
+uint8 (``{"image", "label", ...}``) and :mod:`unas_jax.data.device` normalises them
+on the devices, one step ahead (what the search and training loops do). For in-memory sources the
 batch at step ``t`` is a pure function of ``(seed, t)`` (see
 :mod:`unas_jax.data.batching`): checkpoint the step, resume with
 ``start_step=step``.

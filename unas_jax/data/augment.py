@@ -14,7 +14,10 @@ on one core here, against a search step of seconds). It touches no JAX device,
 so data can be prepared before ``jax.distributed.initialize()``, and it runs in
 a background thread (:func:`unas_jax.data.prefetch`) while the step runs.
 Random parameters are drawn for the whole *global* batch and then sliced, so a
-process's shard is augmented identically whatever the process count.
+process's shard is augmented identically whatever the process count. The jobs send
+the uint8 result of crop and flip to the device (:func:`augment_uint8`, a quarter of
+the bytes) with cutout's boxes (:func:`cutout_boxes`); :mod:`unas_jax.data.device`
+normalises and cuts out there, as :func:`augment` does here.
 """
 from __future__ import annotations
 
@@ -95,26 +98,36 @@ def normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
   return out.reshape(n, h, w, c)
 
 
+def cutout_boxes(centre: np.ndarray, length: int, height: int, width: int) -> np.ndarray:
+  """``int32 [n, 4]`` rows ``(y0, y1, x0, x1)``: ``[y - L/2, y + L/2) x [x - L/2, x + L/2)``, clipped."""
+  y0 = np.clip(centre[:, 0] - length // 2, 0, height)
+  y1 = np.clip(centre[:, 0] + length - length // 2, 0, height)
+  x0 = np.clip(centre[:, 1] - length // 2, 0, width)
+  x1 = np.clip(centre[:, 1] + length - length // 2, 0, width)
+  return np.stack([y0, y1, x0, x1], 1).astype(np.int32)
+
+
 def cutout(images: np.ndarray, centre: np.ndarray, length: int) -> np.ndarray:
   """Zeroes ``[y - L/2, y + L/2) x [x - L/2, x + L/2)`` (clipped) per example, in place."""
   _, h, w, _ = images.shape
-  y0 = np.clip(centre[:, 0] - length // 2, 0, h)
-  y1 = np.clip(centre[:, 0] + length - length // 2, 0, h)
-  x0 = np.clip(centre[:, 1] - length // 2, 0, w)
-  x1 = np.clip(centre[:, 1] + length - length // 2, 0, w)
-  for i in range(len(images)):
-    images[i, y0[i]:y1[i], x0[i]:x1[i]] = 0.0
+  for i, (y0, y1, x0, x1) in enumerate(cutout_boxes(centre, length, h, w)):
+    images[i, y0:y1, x0:x1] = 0.0
+  return images
+
+
+def augment_uint8(images: np.ndarray, params: dict[str, np.ndarray], spec: AugmentSpec) -> np.ndarray:
+  """The uint8 part of :func:`augment`: crop + flip (normalisation and cutout come after)."""
+  if spec.crop_padding or spec.flip:
+    flip = params["flip"] if spec.flip else np.zeros(len(images), bool)
+    offset = params["offset"] if spec.crop_padding else np.zeros_like(params["offset"])
+    images = crop_flip(images, offset, flip, spec.crop_padding)
   return images
 
 
 def augment(images: np.ndarray, params: dict[str, np.ndarray], spec: AugmentSpec,
             mean: np.ndarray, std: np.ndarray) -> np.ndarray:
   """Crop + flip (uint8), normalise to float32, cutout; ``params`` from :func:`draw_params`."""
-  if spec.crop_padding or spec.flip:
-    flip = params["flip"] if spec.flip else np.zeros(len(images), bool)
-    offset = params["offset"] if spec.crop_padding else np.zeros_like(params["offset"])
-    images = crop_flip(images, offset, flip, spec.crop_padding)
-  out = normalize(images, mean, std)
+  out = normalize(augment_uint8(images, params, spec), mean, std)
   if spec.cutout:
     out = cutout(out, params["centre"], spec.cutout)
   return out

@@ -24,7 +24,7 @@ from typing import Iterator, Union
 import numpy as np
 
 from unas_jax.data import imagenet
-from unas_jax.data.augment import augment, draw_params, normalize
+from unas_jax.data.augment import augment, augment_uint8, cutout_boxes, draw_params, normalize
 from unas_jax.data.dataset import ArrayDataset, check_split
 from unas_jax.errors import ConfigError, DataError
 
@@ -78,12 +78,17 @@ def stream_positions(dataset: ArrayDataset, split: str, seed: int, start: int, c
 
 
 def batch_at(dataset: ArrayDataset, split: str, global_batch: int, seed: int, step: int, *,
-             process_index: int = 0, process_count: int = 1, augment_batch: bool = True) -> Batch:
+             process_index: int = 0, process_count: int = 1, augment_batch: bool = True,
+             raw: bool = False) -> Batch | dict[str, np.ndarray]:
   """This process's shard of the global batch at ``step``: a pure function of its arguments.
 
   Returns:
     ``(x, y)``: ``x`` float32 ``[B/P, H, W, C]`` normalised (and augmented with
     the dataset's :class:`AugmentSpec` if ``augment_batch``), ``y`` int32 ``[B/P]``.
+    With ``raw``, the same batch before normalisation (:mod:`unas_jax.data.device`
+    finishes it on the device): ``{"image": uint8 [B/P, H, W, C] (cropped, flipped),
+    "label": y}`` and, when cutout is on, ``"cutout": int32 [B/P, 4]`` boxes
+    ``(y0, y1, x0, x1)`` to zero after normalisation.
   """
   if not isinstance(dataset, ArrayDataset):
     raise DataError("batch_at needs an in-memory dataset; streaming data is read with train_batches")
@@ -102,14 +107,24 @@ def batch_at(dataset: ArrayDataset, split: str, global_batch: int, seed: int, st
     params = draw_params(rng, global_batch, dataset.augment, *info.image_shape[:2])
     shard = slice(process_index * local, (process_index + 1) * local)
     params = {k: v[shard] for k, v in params.items()}
+    if raw:
+      out = {"image": augment_uint8(x, params, dataset.augment), "label": y}
+      if dataset.augment.cutout:
+        out["cutout"] = cutout_boxes(params["centre"], dataset.augment.cutout, *info.image_shape[:2])
+      return out
     return augment(x, params, dataset.augment, np.asarray(info.mean), np.asarray(info.std)), y
+  if raw:
+    return {"image": x, "label": y}
   return normalize(x, np.asarray(info.mean), np.asarray(info.std)), y
 
 
 def train_batches(dataset: Dataset, global_batch: int, seed: int, start_step: int = 0, *,
                   split: str = "train", process_index: int = 0, process_count: int = 1,
-                  augment_batches: bool = True) -> Iterator[Batch]:
-  """Endless training batches ``(x, y)`` of ``split`` from ``start_step`` on (this process's shard)."""
+                  augment_batches: bool = True, raw: bool = False) -> Iterator[Batch]:
+  """Endless training batches ``(x, y)`` of ``split`` from ``start_step`` on (this process's shard).
+
+  ``raw``: uint8 batches to finish on the device (see :func:`batch_at`).
+  """
   # Arguments are checked here, not at the first next(): errors surface at the call.
   check_split(split)
   check_sharding(global_batch, process_index, process_count)
@@ -118,7 +133,7 @@ def train_batches(dataset: Dataset, global_batch: int, seed: int, start_step: in
     raise ConfigError(f"start_step={start_step!r} must be an integer >= 0")
   if isinstance(dataset, imagenet.StreamingDataset):
     return imagenet.stream(dataset, split, global_batch, seed, _SPLIT_TAG[split], int(start_step),
-                           process_index, process_count, augment_batches)
+                           process_index, process_count, augment_batches, raw=raw)
   if not isinstance(dataset, ArrayDataset):
     raise DataError(f"expected a dataset from unas_jax.data.load, got {type(dataset).__name__}")
 
@@ -126,7 +141,7 @@ def train_batches(dataset: Dataset, global_batch: int, seed: int, start_step: in
     step = int(start_step)
     while True:
       yield batch_at(dataset, split, global_batch, seed, step, process_index=process_index,
-                     process_count=process_count, augment_batch=augment_batches)
+                     process_count=process_count, augment_batch=augment_batches, raw=raw)
       step += 1
 
   return generate()
@@ -134,7 +149,7 @@ def train_batches(dataset: Dataset, global_batch: int, seed: int, start_step: in
 
 def search_batches(dataset: Dataset, global_batch: int, seed: int, start_step: int = 0, *,
                    process_index: int = 0, process_count: int = 1,
-                   augment_batches: bool = True) -> Iterator[tuple[Batch, Batch]]:
+                   augment_batches: bool = True, raw: bool = False) -> Iterator[tuple[Batch, Batch]]:
   """Endless paired ``((x_train, y_train), (x_val, y_val))`` of search-train and search-val.
 
   Both halves have the same size, so example ``i`` of the train batch pairs
@@ -143,7 +158,7 @@ def search_batches(dataset: Dataset, global_batch: int, seed: int, start_step: i
   training set, read with the training transform).
   """
   kwargs = dict(process_index=process_index, process_count=process_count,
-                augment_batches=augment_batches)
+                augment_batches=augment_batches, raw=raw)
   return zip(train_batches(dataset, global_batch, seed, start_step, split="search_train", **kwargs),
              train_batches(dataset, global_batch, seed, start_step, split="search_val", **kwargs))
 
@@ -160,18 +175,20 @@ def num_eval_batches(dataset: Dataset, global_batch: int, split: str = "test",
 
 
 def eval_batches(dataset: Dataset, global_batch: int, *, split: str = "test", process_index: int = 0,
-                 process_count: int = 1) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                 process_count: int = 1, raw: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """One pass over ``split`` without augmentation: ``(x, y, mask)`` per batch.
 
   Every example appears exactly once with ``mask`` True; the last batch is
   padded with zero images, label 0 and ``mask`` False, so shapes never change
   (no recompilation) and no example is dropped. Metrics are
   ``sum(mask * metric) / sum(mask)`` summed over batches (and processes).
+  ``raw``: ``{"image": uint8, "label", "mask"}`` instead, normalised on the device
+  (:mod:`unas_jax.data.device`, which also zeroes the padding).
   """
   check_split(split)
   local = check_sharding(global_batch, process_index, process_count)
   if isinstance(dataset, imagenet.StreamingDataset):
-    return imagenet.eval_stream(dataset, split, global_batch, process_index, process_count)
+    return imagenet.eval_stream(dataset, split, global_batch, process_index, process_count, raw=raw)
   images, labels, indices = dataset.arrays(split)
   info = dataset.info
   mean, std = np.asarray(info.mean), np.asarray(info.std)
@@ -182,9 +199,14 @@ def eval_batches(dataset: Dataset, global_batch: int, *, split: str = "test", pr
       positions = step * global_batch + process_index * local + np.arange(local)
       mask = positions < n
       rows = indices[np.minimum(positions, n - 1)]
+      y = np.where(mask, labels[rows], 0).astype(np.int32)
+      if raw:
+        x = images[rows]
+        x[~mask] = 0
+        yield {"image": x, "label": y, "mask": mask}
+        continue
       x = normalize(images[rows], mean, std)
       x[~mask] = 0.0
-      y = np.where(mask, labels[rows], 0).astype(np.int32)
       yield x, y, mask
 
   return generate()

@@ -99,8 +99,18 @@ def _normalize(tf, image, info: DatasetInfo):
   return (tf.cast(image, tf.float32) / 255.0 - mean) / std
 
 
-def _train_example_fn(dataset: StreamingDataset, crop_base: int, flip_base: int, augment: bool):
-  """Maps ``(position, example)`` to a normalised ``[S, S, 3]`` image and its label."""
+def _to_uint8(tf, image):
+  """Resized float pixels rounded back to uint8: a quarter of the bytes to the device (normalised there)."""
+  return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def _train_example_fn(dataset: StreamingDataset, crop_base: int, flip_base: int, augment: bool,
+                      raw: bool = False):
+  """Maps ``(position, example)`` to a normalised ``[S, S, 3]`` image and its label.
+
+  ``raw``: the image as uint8 (rounded after resizing), to normalise on the device.
+  """
+  finish = (lambda tf, image, info: _to_uint8(tf, image)) if raw else _normalize  # noqa: E731
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   info, spec = dataset.info, dataset.spec
   size = info.image_shape[0]
@@ -109,7 +119,7 @@ def _train_example_fn(dataset: StreamingDataset, crop_base: int, flip_base: int,
   def fn(position, example):
     data = example["image"]
     if not augment:
-      return _eval_image(tf, data, size, spec.eval_crop_fraction, info), example["label"]
+      return _eval_image(tf, data, size, spec.eval_crop_fraction, info, finish), example["label"]
     position = tf.cast(position, tf.int64)
     begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.image.extract_jpeg_shape(data), tf.zeros([0, 0, 4], tf.float32),
@@ -123,12 +133,12 @@ def _train_example_fn(dataset: StreamingDataset, crop_base: int, flip_base: int,
       image = tf.image.stateless_random_flip_left_right(
           image, seed=tf.stack([tf.constant(flip_base, tf.int64), position]))
     image = tf.ensure_shape(image, [size, size, 3])
-    return _normalize(tf, image, info), example["label"]
+    return finish(tf, image, info), example["label"]
 
   return fn
 
 
-def _eval_image(tf, data, size: int, fraction: float, info: DatasetInfo):
+def _eval_image(tf, data, size: int, fraction: float, info: DatasetInfo, finish=_normalize):
   """Resize the short side to ``size / fraction``, then a central ``size x size`` crop."""
   image = tf.io.decode_jpeg(data, channels=3)
   shape = tf.cast(tf.shape(image)[:2], tf.float32)
@@ -138,7 +148,7 @@ def _eval_image(tf, data, size: int, fraction: float, info: DatasetInfo):
   top = (new[0] - size) // 2
   left = (new[1] - size) // 2
   image = tf.ensure_shape(image[top:top + size, left:left + size], [size, size, 3])
-  return _normalize(tf, image, info)
+  return finish(tf, image, info)
 
 
 def _read(dataset: StreamingDataset, name: str, lo: int, hi: int, *, shuffle_seed: int | None):
@@ -162,8 +172,11 @@ def steps_per_epoch(dataset: StreamingDataset, split: str, global_batch: int, pr
 
 def stream(dataset: StreamingDataset, split: str, global_batch: int, seed: int, tag: int,
            start_step: int, process_index: int, process_count: int,
-           augment: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """Infinite training batches ``(x float32 [b,S,S,3], y int32 [b])`` from ``start_step``."""
+           augment: bool, raw: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """Infinite training batches ``(x float32 [b,S,S,3], y int32 [b])`` from ``start_step``.
+
+  ``raw``: ``{"image": uint8 [b,S,S,3], "label": y}`` instead, normalised on the device.
+  """
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   b = global_batch // process_count
@@ -176,16 +189,16 @@ def stream(dataset: StreamingDataset, split: str, global_batch: int, seed: int, 
     ds = ds.shuffle(dataset.spec.shuffle_buffer, seed=file_seed, reshuffle_each_iteration=False)
     # Skip before decoding: resuming mid-epoch costs reading, not decoding.
     ds = ds.take(per_epoch * b).skip(first * b).enumerate(start=first * b)
-    ds = ds.map(_train_example_fn(dataset, crop_base, flip_base, augment),
+    ds = ds.map(_train_example_fn(dataset, crop_base, flip_base, augment, raw),
                 num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(b, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     for x, y in tfds.as_numpy(ds):
-      yield x, y.astype(np.int32)
+      yield {"image": x, "label": y.astype(np.int32)} if raw else (x, y.astype(np.int32))
     epoch, first = epoch + 1, 0
 
 
 def eval_stream(dataset: StreamingDataset, split: str, global_batch: int, process_index: int,
-                process_count: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                process_count: int, raw: bool = False) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """One in-order pass ``(x, y, mask)``; every process yields the same number of batches."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
@@ -195,17 +208,19 @@ def eval_stream(dataset: StreamingDataset, split: str, global_batch: int, proces
   largest = -(-(ghi - glo) // process_count)
   num_batches = -(-largest // b)
   ds = _read(dataset, name, lo, hi, shuffle_seed=None).enumerate()
-  ds = ds.map(_train_example_fn(dataset, 0, 0, augment=False), num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.map(_train_example_fn(dataset, 0, 0, augment=False, raw=raw), num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(b).prefetch(tf.data.AUTOTUNE)
   shape = (b,) + dataset.info.image_shape
+  dtype = np.uint8 if raw else np.float32
+  pack = (lambda x, y, mask: {"image": x, "label": y, "mask": mask}) if raw else (lambda *t: t)  # noqa: E731
   count = 0
   for x, y in tfds.as_numpy(ds):
     n = len(x)
     mask = np.arange(b) < n
     if n < b:
-      x = np.concatenate([x, np.zeros((b - n,) + shape[1:], np.float32)])
+      x = np.concatenate([x, np.zeros((b - n,) + shape[1:], dtype)])
       y = np.concatenate([y, np.zeros(b - n, y.dtype)])
-    yield x, y.astype(np.int32), mask
+    yield pack(x, y.astype(np.int32), mask)
     count += 1
   for _ in range(count, num_batches):
-    yield np.zeros(shape, np.float32), np.zeros(b, np.int32), np.zeros(b, bool)
+    yield pack(np.zeros(shape, dtype), np.zeros(b, np.int32), np.zeros(b, bool))

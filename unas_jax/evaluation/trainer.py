@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from unas_jax import data as data_lib
+from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.objectives import losses
@@ -164,9 +165,9 @@ def make_eval_step(model_def: functional.ModelDef, mesh):
 
 def evaluate(eval_step, w, stats, dataset, global_batch: int, mesh, split: str = "test") -> dict[str, float]:
   totals = np.zeros(4)
-  for x, y, mask in data_lib.eval_batches(dataset, global_batch, split=split, process_index=jax.process_index(),
-                                          process_count=jax.process_count()):
-    x, y, mask = mesh_lib.put_batch((x, y, mask.astype(np.float32)), mesh)
+  for x, y, mask in device_lib.batches(data_lib.eval_batches(
+      dataset, global_batch, split=split, process_index=jax.process_index(), process_count=jax.process_count(),
+      raw=True), dataset.info, mesh):
     totals += np.asarray(eval_step(w, stats, x, y, mask))
   return {"top1": float(totals[0] / totals[3]), "top5": float(totals[1] / totals[3]),
           "loss": float(totals[2] / totals[3]), "examples": int(totals[3])}
@@ -247,9 +248,10 @@ def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop
   watch = finite_lib.FiniteWatch(FINITE_METRICS)
   train_step = make_train_step(model_def, tx, cfg, mesh, schedule)
   eval_step = make_eval_step(model_def, mesh)
-  batches = data_lib.prefetch(data_lib.train_batches(dataset, global_batch, config.seed, start,
-                                                     process_index=jax.process_index(),
-                                                     process_count=jax.process_count()))
+  # uint8 batches prepared in a host thread, normalised on the devices one step ahead.
+  batches = device_lib.batches(data_lib.prefetch(data_lib.train_batches(
+      dataset, global_batch, config.seed, start, process_index=jax.process_index(),
+      process_count=jax.process_count(), raw=True)), info, mesh)
   writer = metrics_lib.create_writer(workdir)
   progress = Progress(total_steps, start, f"train {network.name}")
   eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
@@ -259,7 +261,7 @@ def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop
     step = start
     while step < total_steps:
       checkpointer.check()  # a failed background save stops the run now
-      state, metrics = train_step(state, mesh_lib.put_batch(next(batches), mesh))
+      state, metrics = train_step(state, next(batches))
       step += 1
       watch.update(step, metrics)  # on the device: no host sync
       stop.mark_saving_needed()

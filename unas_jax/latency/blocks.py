@@ -17,6 +17,7 @@ dispatch overhead), which the scale absorbs on average.
 """
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Sequence
 
 from flax import nnx
@@ -25,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.latency.additive import AdditiveLatency
-from unas_jax.latency.probe import Compiled, ProbeConfig, TimingGate, compile_forward, summarise, time_runs
+from unas_jax.latency.probe import (Compiled, ProbeConfig, TimingGate, compile_forward, default_compile_threads,
+                                    summarise, time_runs, timing_device)
 from unas_jax.latency.surrogate import regression_report
 from unas_jax.nn import proxyless_network as pnet
 from unas_jax.spaces import proxyless as space
@@ -70,20 +72,25 @@ def block_id(spec: space.LayerSpec, op: str, h_in: int) -> str:
 
 
 def measure_block_table(config: ProbeConfig, *, rounds: int = 5, seed: int = 0,
-                        device: jax.Device | None = None, gate: TimingGate | None = None
-                        ) -> tuple[AdditiveLatency, dict]:
+                        device: jax.Device | None = None, gate: TimingGate | None = None,
+                        compile_threads: int = 0) -> tuple[AdditiveLatency, dict]:
   """Compiles and times every distinct block; returns the (uncalibrated) table and per-block stats.
 
-  Timing runs in ``rounds`` interleaved, shuffled rounds over all blocks (medians), after all
-  compilation is done.
+  One compile per distinct block (``compile_threads`` at once, 0: one per core); timing runs
+  in ``rounds`` interleaved, shuffled rounds over all blocks (medians), after all compilation
+  is done. ``device``: where to time (default: this process's first local device).
   """
-  device = device or jax.devices()[0]
+  device = device or timing_device()
   gate = gate or TimingGate(True)
   blocks = _blocks(config)
-  compiled: dict[str, Compiled] = {}
-  for bid, (module, shape) in blocks.items():
+
+  def build(item):
+    bid, (module, shape) = item
     with gate.compiling():
-      compiled[bid] = compile_forward(module, shape, config.dtype, device, config.seed)
+      return bid, compile_forward(module, shape, config.dtype, device, config.seed)
+
+  with concurrent.futures.ThreadPoolExecutor(compile_threads or default_compile_threads()) as pool:
+    compiled: dict[str, Compiled] = dict(pool.map(build, blocks.items()))
   rng = np.random.default_rng(seed)
   names = sorted(compiled)
   times = {n: [] for n in names}

@@ -18,7 +18,8 @@ rounds and takes medians over all rounds, which resists drifts in the machine's 
 
 Every measurement is appended to ``<workdir>/latency_cache.jsonl`` (one JSON object per
 line, written with one ``write`` under an ``flock``; a torn last line is skipped on read),
-keyed by (architecture, device kind, batch, resolution, dtype, widths, classes): a repeat,
+keyed by (architecture, backend and device kind, batch, resolution, dtype, widths, classes,
+jax and jaxlib versions; a new compiler may change the latency): a repeat,
 a second probe on the same workdir, or a resumed run returns the stored value and never
 re-measures. JAX's persistent compilation cache (``persistent_cache_dir``) makes a
 recompile of a known architecture a disk read.
@@ -48,6 +49,7 @@ import numpy as np
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.nn.proxyless_network import ProxylessNetwork
+from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.spaces import proxyless as space
 from unas_jax.utils import compilation_cache
 
@@ -96,6 +98,7 @@ class Measurement:
   widths: tuple[int, ...]
   num_classes: int
   method: str = "network"
+  versions: str = ""
   cached: bool = dataclasses.field(default=False, compare=False)
 
   @property
@@ -109,7 +112,7 @@ class Measurement:
   @property
   def key(self) -> str:
     return cache_key(self.arch, self.device_kind, self.batch_size, self.resolution, self.dtype, self.widths,
-                     self.num_classes, self.method)
+                     self.num_classes, self.method, self.versions)
 
   def to_json(self) -> str:
     d = dataclasses.asdict(self)
@@ -126,14 +129,21 @@ class Measurement:
 
 
 def cache_key(arch: str, device_kind: str, batch_size: int, resolution: int, dtype: str,
-              widths: Sequence[int], num_classes: int, method: str = "network") -> str:
+              widths: Sequence[int], num_classes: int, method: str = "network", versions: str = "") -> str:
+  """``device_kind`` starts with the backend (``cpu``, ``gpu``, ``tpu``); ``versions`` is :func:`versions`."""
   return (f"{method}|{arch}|{device_kind}|b{batch_size}|r{resolution}|{dtype}|"
-          f"w{'-'.join(str(c) for c in widths)}|c{num_classes}")
+          f"w{'-'.join(str(c) for c in widths)}|c{num_classes}|{versions}")
+
+
+def versions() -> str:
+  """``jax<version>-jaxlib<version>``: the compiler that made a measured program."""
+  import jaxlib  # pylint: disable=import-outside-toplevel
+  return f"jax{jax.__version__}-jaxlib{jaxlib.__version__}"
 
 
 def device_kind(device: jax.Device | None = None) -> str:
   """``platform:kind``; for CPUs also the processor model and core count (``cpu`` alone says little)."""
-  device = device or jax.devices()[0]
+  device = device or jax.local_devices()[0]
   kind = f"{device.platform}:{device.device_kind}"
   if device.platform == "cpu":
     model = platform.processor() or platform.machine()
@@ -147,6 +157,27 @@ def device_kind(device: jax.Device | None = None) -> str:
       pass
     kind += f":{model}:{os.cpu_count()}cores"
   return kind
+
+
+def timing_device(reserve: bool = False) -> jax.Device:
+  """The device this process times latency on: a local one, never another host's.
+
+  ``reserve``: this process's device kept out of the mesh
+  (:func:`unas_jax.parallel.mesh.reserved_local_devices`), so timing does not share it
+  with the search; else ``jax.local_devices()[0]`` (``jax.devices()[0]`` would be
+  process 0's device on every process).
+  """
+  if reserve:
+    return next(d for d in mesh_lib.reserved_local_devices() if d.process_index == jax.process_index())
+  return jax.local_devices()[0]
+
+
+def default_compile_threads() -> int:
+  """One background compile thread per CPU core this process may use (timing never overlaps them)."""
+  try:
+    return max(1, len(os.sched_getaffinity(0)))
+  except AttributeError:  # pragma: no cover - not Linux
+    return max(1, os.cpu_count() or 1)
 
 
 def summarise(times_s: Sequence[float]) -> dict[str, float]:
@@ -316,26 +347,28 @@ class LatencyProbe:
       if probe.ready(g): ms = probe.result(g).median_ms   # time it (exclusive), cache it
   """
 
-  def __init__(self, workdir: str | None, config: ProbeConfig = ProbeConfig(), *, compile_threads: int = 1,
+  def __init__(self, workdir: str | None, config: ProbeConfig = ProbeConfig(), *, compile_threads: int = 0,
                exclusive_timing: bool = True, persistent_cache_dir: str | None = None,
                device: jax.Device | None = None, cache_file: str = CACHE_FILE):
     """Args:
       workdir: where ``latency_cache.jsonl`` lives (None: in-memory cache only).
       config: batch, resolution, dtype, widths, runs.
-      compile_threads: background compile workers.
+      compile_threads: background compile workers (0: one per CPU core, :func:`default_compile_threads`).
       exclusive_timing: never time while compiling (see the module docstring).
       persistent_cache_dir: enables JAX's persistent compilation cache there (process-wide).
-      device: the device to time on (default: the first).
+      device: the device to time on (default: :func:`timing_device`, this process's first local device).
     """
     self.config = config
-    self.device = device or jax.devices()[0]
+    self.device = device or timing_device()
     self.device_kind = device_kind(self.device)
+    self.versions = versions()
     self.cache = LatencyCache(os.path.join(workdir, cache_file) if workdir else None)
     self.gate = TimingGate(exclusive_timing)
     if persistent_cache_dir:
       # Every architecture's forward, however quick to compile: a probe reuses them across runs.
       compilation_cache.enable(persistent_cache_dir, min_compile_time_s=0.0)
-    self._pool = concurrent.futures.ThreadPoolExecutor(max(1, compile_threads), thread_name_prefix="probe-compile")
+    self._pool = concurrent.futures.ThreadPoolExecutor(compile_threads or default_compile_threads(),
+                                                       thread_name_prefix="probe-compile")
     self._pending: dict[str, concurrent.futures.Future] = {}
     self._lock = threading.Lock()
     self._stats = {"compiled": 0, "compile_s": 0.0, "timed": 0, "timing_s": 0.0, "cache_hits": 0}
@@ -346,7 +379,7 @@ class LatencyProbe:
   def key(self, genotype: space.ProxylessGenotype | str) -> str:
     c = self.config
     return cache_key(str(space.get_genotype(genotype)), self.device_kind, c.batch_size, c.resolution, c.dtype,
-                     c.widths, c.num_classes)
+                     c.widths, c.num_classes, versions=self.versions)
 
   def cached(self, genotype) -> Measurement | None:
     """The stored measurement, or None."""
@@ -400,7 +433,7 @@ class LatencyProbe:
     c = self.config
     m = Measurement(arch=str(genotype), compile_s=float(compile_s), device_kind=self.device_kind,
                     batch_size=c.batch_size, resolution=c.resolution, dtype=c.dtype, widths=tuple(c.widths),
-                    num_classes=c.num_classes, **summarise(times))
+                    num_classes=c.num_classes, versions=self.versions, **summarise(times))
     self.cache.put(m)
     return m
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 
 from unas_jax.errors import ConfigError
 
@@ -63,3 +64,27 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     jax.distributed.initialize()
     return f"process {jax.process_index()} of {jax.process_count()} ({cluster} environment)"
   return "single process"
+
+
+def broadcast_from_main(tree):
+  """Process 0's values of a pytree of numpy arrays, on every process, bit for bit.
+
+  Every process passes a tree of the same structure, shapes and dtypes (the values of
+  processes other than 0 are ignored); all processes must call this at the same point
+  (it is a collective). :func:`jax.experimental.multihost_utils.broadcast_one_to_all`
+  sums over processes in a jitted ``psum``, which would turn float64 into float32
+  (without ``jax_enable_x64``) and ``-0.0`` into ``0.0``; the bytes of each leaf are
+  therefore sent as ``uint32`` words (or ``uint8`` for sizes not a multiple of 4), for
+  which a sum with zeros is exact. One process: the leaves as numpy arrays, unchanged.
+  """
+  leaves, treedef = jax.tree.flatten(tree)
+  arrays = [np.array(x, order="C") for x in leaves]  # ascontiguousarray would make 0-d arrays 1-d
+  if jax.process_count() == 1:
+    return jax.tree.unflatten(treedef, arrays)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  words = [a.reshape(-1).view(np.uint32 if a.nbytes % 4 == 0 else np.uint8) for a in arrays]
+  # A zero-size leaf has nothing to send (and psum of an empty array is fine, but skip the round trip).
+  sent = multihost_utils.broadcast_one_to_all([w for w in words if w.size])
+  it = iter(sent)
+  out = [np.asarray(next(it)).view(a.dtype).reshape(a.shape) if w.size else a for a, w in zip(arrays, words)]
+  return jax.tree.unflatten(treedef, out)

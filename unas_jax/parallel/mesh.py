@@ -8,7 +8,7 @@ semantics ``pmap`` had (STYLE.md: no ``jax.pmap``).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -19,16 +19,38 @@ from unas_jax.errors import ConfigError
 DATA_AXIS = "data"
 
 
-def make_mesh(num_devices: int = 0) -> Mesh:
-  """A 1-D ``data`` mesh over ``num_devices`` devices (0: all devices of all hosts)."""
-  available = jax.device_count()
+def make_mesh(num_devices: int = 0, exclude: Sequence[jax.Device] = ()) -> Mesh:
+  """A 1-D ``data`` mesh over ``num_devices`` devices (0: all devices of all hosts but ``exclude``).
+
+  ``exclude``: devices kept out of the mesh, e.g. one local device per process reserved
+  for timing latency (:func:`reserved_local_devices`); the same list on every process.
+  """
+  excluded = {d.id for d in exclude}
+  pool = [d for d in jax.devices() if d.id not in excluded]
+  available = len(pool)
   n = available if num_devices in (0, None) else num_devices
   if n > available or n < 1:
-    raise ConfigError(f"mesh.num_devices={num_devices} but {available} device(s) are available")
+    reserved = f" ({len(excluded)} reserved outside the mesh)" if excluded else ""
+    raise ConfigError(f"mesh.num_devices={num_devices} but {available} device(s) are available{reserved}")
   if jax.process_count() > 1 and n != available:
     raise ConfigError("multi-host runs use every device: set mesh.num_devices=0")
-  devices = jax.devices()[:n]
+  devices = pool[:n]
   return jax.make_mesh((n,), (DATA_AXIS,), devices=devices)
+
+
+def reserved_local_devices() -> list[jax.Device]:
+  """The last local device of every process (a global list, the same on every process).
+
+  Kept out of the mesh, each process's own one times latency (the probe) while the
+  others run the search; ConfigError when a process has no device to spare.
+  """
+  by_process: dict[int, list[jax.Device]] = {}
+  for d in jax.devices():
+    by_process.setdefault(d.process_index, []).append(d)
+  if any(len(ds) < 2 for ds in by_process.values()):
+    raise ConfigError("latency.reserve_device needs at least 2 local devices per process (one for the mesh, "
+                      f"one for timing); this process has {jax.local_device_count()}")
+  return [max(ds, key=lambda d: d.id) for _, ds in sorted(by_process.items())]
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

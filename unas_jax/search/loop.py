@@ -30,6 +30,7 @@ import numpy as np
 from unas_jax import data as data_lib
 from unas_jax import estimators as est
 from unas_jax.config import check_number
+from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.parallel import mesh as mesh_lib
@@ -151,11 +152,19 @@ class SearchSetup:
   warmup_steps: int
 
 
+def reserved_devices(config: ml_collections.ConfigDict) -> list:
+  """Devices kept out of the mesh: one per process for the latency probe (``latency.reserve_device``)."""
+  latency = config.get("latency")
+  if latency is not None and latency.get("enabled", False) and latency.get("reserve_device", False):
+    return mesh_lib.reserved_local_devices()
+  return []
+
+
 def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> SearchSetup:
   """Validates the config, loads the data, builds the supernet, optimisers, state and jitted steps."""
   validate(config)
   dataset = data_lib.load(config.data)
-  mesh = mesh_lib.make_mesh(config.mesh.num_devices)
+  mesh = mesh_lib.make_mesh(config.mesh.num_devices, exclude=reserved_devices(config))
   global_batch = config.batch_size
   mesh_lib.check_batch(global_batch, mesh)
   data_lib.check_sharding(global_batch, jax.process_index(), jax.process_count())
@@ -269,9 +278,10 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
   watch = finite_lib.FiniteWatch(FINITE_METRICS)
 
   search_step, warmup_step, eval_step = setup.search_step, setup.warmup_step, setup.eval_step
-  batches = data_lib.prefetch(data_lib.search_batches(
+  # uint8 batches prepared in a host thread, normalised on the devices one step ahead.
+  batches = device_lib.search_pairs(data_lib.prefetch(data_lib.search_batches(
       dataset, global_batch, config.seed, start_step, process_index=jax.process_index(),
-      process_count=jax.process_count()))
+      process_count=jax.process_count(), raw=True)), dataset.info, mesh)
   writer = metrics_lib.create_writer(workdir)
   outputs = plots.ensure_dir(os.path.join(workdir, "genotype"))
   control = latency.control_params() if latency else jnp.zeros(())
@@ -287,14 +297,12 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
   try:
     while step < total_steps:
       checkpointer.check()  # a failed background save stops the run now, not at the end
-      (x_t, y_t), (x_v, y_v) = next(batches)
-      batch_train = mesh_lib.put_batch((x_t, y_t), mesh)
+      batch_train, batch_val = next(batches)
       t0 = time.perf_counter()
       if step < warmup_steps:
         state, metrics = warmup_step(state, batch_train)
         kind = "warmup"
       else:
-        batch_val = mesh_lib.put_batch((x_v, y_v), mesh)
         latency_ms, control = latency_inputs(setup, state, control)
         speculative = None
         if latency is not None and cfg.latency_estimator is not None:
@@ -384,9 +392,9 @@ def _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg) -> dict
   """Search-val accuracy of the most probable architecture, and phi's entropy."""
   arch = jax.tree.map(lambda a: a[None], est.mode(est.soften(state.phi, cfg.eps)))
   totals = np.zeros(3)
-  for x, y, mask in data_lib.eval_batches(dataset, global_batch, split="search_val",
-                                          process_index=jax.process_index(), process_count=jax.process_count()):
-    x, y, mask = mesh_lib.put_batch((x, y, mask.astype(np.float32)), mesh)
+  for x, y, mask in device_lib.batches(data_lib.eval_batches(
+      dataset, global_batch, split="search_val", process_index=jax.process_index(),
+      process_count=jax.process_count(), raw=True), dataset.info, mesh):
     totals += np.asarray(eval_step(state.w, state.stats, arch, x, y, mask))
   return {"val_acc": float(totals[0] / totals[2]), "val_loss": float(totals[1] / totals[2]),
           "entropy": float(est.entropy(est.soften(state.phi, cfg.eps)))}
