@@ -97,7 +97,7 @@ RANGES: dict[str, Range] = {
     "latency.resolution": _int(1),
     "latency.num_runs": _int(1),
     "latency.num_warmup": _int(0),
-    "latency.compile_threads": _int(1),
+    "latency.compile_threads": _int(0),      # 0: one per CPU core
     "latency.rounds": _int(1),
     "latency.chunk_size": _int(1),
     "latency.surrogate_archs": _int(5),      # an 80/20 split needs a few of each
@@ -105,11 +105,19 @@ RANGES: dict[str, Range] = {
     "latency.ridge_lambda": NON_NEGATIVE,
     "latency.refit_every": _int(0),          # 0: never refit
     "latency.lut_num_classes": _int(1),
+    "latency.test_fraction": Range(0.0, 1.0, low_open=True, high_open=True),
+    "latency.lambda_init": NON_NEGATIVE,     # lagrangian multiplier: lambda >= 0
+    "latency.lambda_lr": POSITIVE,
+    "latency.damping": NON_NEGATIVE,
+    "latency.ratio": PROBABILITY_MASS,       # E[lat] held to ratio * target, ratio in (0, 1]
+    "latency.blocks_calibration_archs": _int(1),
+    "latency.blocks_test_archs": _int(2),    # a rank correlation needs two
     # search supernets
     "model.cells": _int(1),
     "model.nodes": _int(1),
     "model.stem_multiplier": _int(1),
     "model.zero_dropout": FRACTION_OPEN_TOP,
+    "model.cells_per_stage": _int(1),        # NAS-Bench-201's N
     # evaluation networks and training (DESIGN.md section 7)
     "model.num_cells": _int(0),              # 0: the network's default
     "model.num_nodes": _int(1),
@@ -138,6 +146,8 @@ RANGES: dict[str, Range] = {
 JOB_RANGES: dict[str, dict[str, Range]] = {
     "darts_search": {"model.channels": _int(1)},
     "evaluate": {"model.channels": _int(0)},  # 0: the network's default
+    # 0: no target (latency off); jobs.validate asks for a positive one when latency.enabled.
+    "nb201_search": {"model.channels": _int(1), "latency.target_ms": NON_NEGATIVE},
 }
 
 
@@ -182,6 +192,9 @@ def check_cross(config: ml_collections.ConfigDict) -> None:
   s = config.get("search")
   if s is not None and "init_epochs" in s and "epochs" in s and s.init_epochs > s.epochs:
     raise ConfigError(f"config.search.init_epochs={s.init_epochs} must lie in [0, config.search.epochs={s.epochs}]")
+  lat = config.get("latency")
+  if lat is not None and lat.get("enabled", False) and "target_ms" in lat and not lat.target_ms > 0:
+    raise ConfigError(f"config.latency.target_ms={lat.target_ms!r} must be > 0 when config.latency.enabled")
   t = config.get("train")
   if t is not None and "epochs" in t and t.epochs <= 0 and not t.get("max_steps"):
     raise ConfigError(f"config.train.epochs={t.epochs} must be > 0 (or set config.train.max_steps > 0)")
