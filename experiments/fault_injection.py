@@ -53,7 +53,7 @@ class Run:
   def stderr(self) -> str:
     return open(self.err, errors="replace").read()
 
-  def wait(self, timeout: float = 1200) -> int:
+  def wait(self, timeout: float = 3600) -> int:
     try:
       return self.proc.wait(timeout)
     except subprocess.TimeoutExpired:
