@@ -77,7 +77,8 @@ class _NoLibraryTracebacks:
   """
 
   def filter(self, record) -> bool:
-    if record.exc_info and "orbax" in (record.pathname or ""):
+    path = record.pathname or ""
+    if record.exc_info and ("orbax" in path or "asyncio" in path):  # (orbax's futures, at exit)
       record.exc_info, record.exc_text = None, None
     return True
 
@@ -96,6 +97,7 @@ def main(argv: list[str]) -> None:
     # Library INFO logs (orbax, XLA backends) drown the progress bar; --verbosity=0 restores them.
     logging.set_verbosity(logging.WARNING)
     logging.get_absl_logger().addFilter(_NoLibraryTracebacks())
+    logging.get_absl_handler().addFilter(_NoLibraryTracebacks())  # other loggers' records (asyncio)
   # Until a job installs its own stop handling: SIGTERM like Ctrl-C, one line and exit 75.
   signal.signal(signal.SIGTERM, _interrupt)
   from unas_jax import jobs  # Heavy imports only after the flags are good.
