@@ -53,7 +53,7 @@ class Run:
   def stderr(self) -> str:
     return open(self.err, errors="replace").read()
 
-  def wait(self, timeout: float = 1200) -> int:
+  def wait(self, timeout: float = 3600) -> int:
     try:
       return self.proc.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -251,6 +251,10 @@ def _stopped_at(h: Harness, name: str, step: int, extra=()) -> tuple[str, Run]:
 def case_damaged(h: Harness, args, how: str) -> None:
   name = "damaged_" + how.replace(" ", "_").replace("/", "_")
   workdir, first = _stopped_at(h, name, 4)
+  if not os.path.isdir(os.path.join(workdir, "checkpoints", "4")):
+    h.row(f"newest checkpoint damaged: {how}", [first.proc.returncode], "the first run left no step 4: " + first.line(),
+          "-", first.seconds(), False)
+    return
   _damage(os.path.join(workdir, "checkpoints", "4"), how)
   rerun = Run(h.base, name + "_rerun", workdir)
   code = rerun.wait()
@@ -264,6 +268,10 @@ def case_damaged(h: Harness, args, how: str) -> None:
 
 def case_all_damaged(h: Harness, args) -> None:
   workdir, first = _stopped_at(h, "all_damaged", 4)
+  if not os.path.isdir(os.path.join(workdir, "checkpoints", "4")):
+    h.row("every checkpoint damaged", [first.proc.returncode], "the first run left no step 4: " + first.line(), "-",
+          first.seconds(), False)
+    return
   _damage(os.path.join(workdir, "checkpoints", "4"), "garbage state/_METADATA")
   _damage(os.path.join(workdir, "checkpoints", "2"), "no state item")
   run = Run(h.base, "all_damaged_rerun", workdir)

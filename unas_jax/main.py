@@ -69,6 +69,20 @@ def _parse_flags(argv: list[str]) -> list[str]:
   return []  # unreachable
 
 
+class _NoLibraryTracebacks:
+  """A logging filter: orbax's background-thread errors keep their one log line, lose the traceback.
+
+  A failed save is reported by unas_jax itself in one line (exit 74); orbax also logs
+  each failing thread with its whole traceback.
+  """
+
+  def filter(self, record) -> bool:
+    path = record.pathname or ""
+    if record.exc_info and ("orbax" in path or "asyncio" in path):  # (orbax's futures, at exit)
+      record.exc_info, record.exc_text = None, None
+    return True
+
+
 def _interrupt(signum, frame):
   del signum, frame
   raise KeyboardInterrupt
@@ -82,6 +96,8 @@ def main(argv: list[str]) -> None:
   if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
     # Library INFO logs (orbax, XLA backends) drown the progress bar; --verbosity=0 restores them.
     logging.set_verbosity(logging.WARNING)
+    logging.get_absl_logger().addFilter(_NoLibraryTracebacks())
+    logging.get_absl_handler().addFilter(_NoLibraryTracebacks())  # other loggers' records (asyncio)
   # Until a job installs its own stop handling: SIGTERM like Ctrl-C, one line and exit 75.
   signal.signal(signal.SIGTERM, _interrupt)
   from unas_jax import jobs  # Heavy imports only after the flags are good.
