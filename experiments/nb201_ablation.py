@@ -195,10 +195,10 @@ def main():
   parser.add_argument("--aggregate_only", action="store_true")
   args = parser.parse_args()
   os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
-  with open(os.path.join(args.out, "command.sh"), "w") as f:
-    f.write("# run from the repository root, PYTHONPATH=$PWD\n")
-    f.write("nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
   if not args.aggregate_only:
+    with open(os.path.join(args.out, "command.sh"), "w") as f:
+      f.write("# run from the repository root, PYTHONPATH=$PWD\n")
+      f.write("nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
     from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
     # Seeds of one setting compile the same step: compile once per setting.
     compilation_cache.enable(args.cache)
