@@ -160,7 +160,7 @@ def _plot(by_setting, path, table_summary):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(8, 5))
+  fig, ax = plt.subplots(figsize=(10.5, 5))
   for name, _, _ in SETTINGS:
     rs = [r for r in by_setting.get(name, []) if r.get("curve")]
     if not rs:
@@ -175,7 +175,7 @@ def _plot(by_setting, path, table_summary):
   ax.set_xlabel("search step (w-only warm-up first)")
   ax.set_ylabel("benchmark CIFAR-10 accuracy of the mode cell (%)")
   ax.set_title("NB201 :quick proxy: mode cell over the search (mean, min-max over seeds)", fontsize=10)
-  ax.legend(fontsize=7, loc="lower right")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

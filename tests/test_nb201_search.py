@@ -109,7 +109,7 @@ def test_latency_table_search(tmp_path):
   ms = 1.0 + nb201.cells_to_flat(cells) @ np.linspace(0.0, 0.3, 30)
   path = str(tmp_path / "latency.csv")
   tables.write_latency_csv(path, cells, ms)
-  config = tiny_config(max_steps=3)
+  config = tiny_config(max_steps=3, **RESUME)
   config.latency.enabled = True
   config.latency.table_path = path
   config.latency.target_ms = float(np.median(ms))
@@ -143,7 +143,7 @@ def test_table_without_the_found_cell(tmp_path):
   path = str(tmp_path / "one.csv")
   tables.write_benchmark_csv(path, [nb201.from_indices([0] * 6)], np.array([[10.0, 5.0, 1.0]]))
   # Random logits (scale 1): the mode cell is not the table's one cell (all 'none').
-  config = tiny_config(path, max_steps=3, phi_init_scale=1.0)
+  config = tiny_config(path, max_steps=3, phi_init_scale=1.0, **RESUME)
   with pytest.raises(DataError, match="no row for the cell") as e:
     nb201_search.run(config, str(tmp_path / "w"))
   assert "\n" not in str(e.value)
