@@ -109,6 +109,17 @@ def _claim(path: str) -> bool:
   return True
 
 
+def _disconnected(arch: str) -> bool:
+  """No path of non-'none' edges from the cell input to its output: the network outputs a constant."""
+  from unas_jax.spaces import nb201  # pylint: disable=import-outside-toplevel
+  cell = nb201.from_string(arch)
+  reached = {0}
+  for j in range(1, nb201.NUM_NODES):
+    if any(i in reached and op != "none" for i, op in cell.incoming(j)):
+      reached.add(j)
+  return nb201.NUM_NODES - 1 not in reached
+
+
 def _mean_std(values):
   v = np.asarray(values, np.float64)
   return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
@@ -126,7 +137,8 @@ def aggregate(args) -> dict:
     if not rs:
       continue
     row = {"setting": name, "label": LABELS[name], "n": len(rs),
-           "parameter_free": int(sum(r["parameter_free"] for r in rs))}
+           "parameter_free": int(sum(r["parameter_free"] for r in rs)),
+           "disconnected": int(sum(_disconnected(r["arch"]) for r in rs))}
     for ds in ("cifar10", "cifar100", "imagenet16_120"):
       row[ds] = _mean_std([r["benchmark"][ds] for r in rs])
     row["rank_cifar10_median"] = float(np.median([r["benchmark"]["rank_cifar10"] for r in rs]))
@@ -137,13 +149,13 @@ def aggregate(args) -> dict:
   result = {"rows": rows, "table": table_summary, "runs": runs, "random": randoms}
   with open(os.path.join(args.out, "results.json"), "w") as f:
     json.dump(result, f, indent=1)
-  lines = ["| setting | n | CIFAR-10 | CIFAR-100 | ImageNet16-120 | median rank (C-10) | parameter-free | wall s / search |",
-           "|---|---|---|---|---|---|---|---|"]
+  lines = ["| setting | n | CIFAR-10 | CIFAR-100 | ImageNet16-120 | median rank (C-10) | parameter-free | disconnected | "
+           "wall s / search |", "|---|---|---|---|---|---|---|---|---|"]
   for row in rows:
     fmt = lambda ms: f"{ms[0]:.2f} ± {ms[1]:.2f}"
     wall = f"{row['wall_s'][0]:.0f} ± {row['wall_s'][1]:.0f}" if "wall_s" in row else "-"
     lines.append(f"| {row['label']} | {row['n']} | {fmt(row['cifar10'])} | {fmt(row['cifar100'])} | "
-                 f"{fmt(row['imagenet16_120'])} | {row['rank_cifar10_median']:.0f} | {row['parameter_free']}/{row['n']} | "
+                 f"{fmt(row['imagenet16_120'])} | {row['rank_cifar10_median']:.0f} | {row['parameter_free']}/{row['n']} | {row['disconnected']}/{row['n']} | "
                  f"{wall} |")
   lines.append("")
   lines.append(f"Table: {table_summary['num_cells']} cells, best CIFAR-10 {table_summary['best_cifar10']:.2f}, "
@@ -160,7 +172,7 @@ def _plot(by_setting, path, table_summary):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  fig, ax = plt.subplots(figsize=(8, 5))
+  fig, ax = plt.subplots(figsize=(10.5, 5))
   for name, _, _ in SETTINGS:
     rs = [r for r in by_setting.get(name, []) if r.get("curve")]
     if not rs:
@@ -175,7 +187,7 @@ def _plot(by_setting, path, table_summary):
   ax.set_xlabel("search step (w-only warm-up first)")
   ax.set_ylabel("benchmark CIFAR-10 accuracy of the mode cell (%)")
   ax.set_title("NB201 :quick proxy: mode cell over the search (mean, min-max over seeds)", fontsize=10)
-  ax.legend(fontsize=7, loc="lower right")
+  ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)
@@ -195,10 +207,10 @@ def main():
   parser.add_argument("--aggregate_only", action="store_true")
   args = parser.parse_args()
   os.makedirs(os.path.join(args.out, "runs"), exist_ok=True)
-  with open(os.path.join(args.out, "command.sh"), "w") as f:
-    f.write("# run from the repository root, PYTHONPATH=$PWD\n")
-    f.write("nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
   if not args.aggregate_only:
+    with open(os.path.join(args.out, "command.sh"), "w") as f:
+      f.write("# run from the repository root, PYTHONPATH=$PWD\n")
+      f.write("nice -n 10 python " + " ".join(shlex.quote(a) for a in sys.argv) + "\n")
     from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
     # Seeds of one setting compile the same step: compile once per setting.
     compilation_cache.enable(args.cache)

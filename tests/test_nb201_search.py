@@ -59,10 +59,15 @@ def _final_phi(workdir):
   return meta["step"], state["phi"]
 
 
+# REINFORCE on L_train: the cheapest step to compile (no backward pass to phi through the
+# network); resuming does not depend on the estimator, the loop and the state are shared.
+RESUME = dict(estimator="reinforce", objective="train", baseline="moving_average")
+
+
 @pytest.mark.slow
 def test_search_writes_outputs_and_resumes_identically(tmp_path, bench_table):
   straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-  summary = nb201_search.run(tiny_config(bench_table), str(straight))
+  summary = nb201_search.run(tiny_config(bench_table, **RESUME), str(straight))
   genotype = json.loads(open(summary["genotype"]).read())
   cell = nb201.from_string(genotype["arch"])
   assert nb201.load_genotype(summary["genotype"]) == cell
@@ -77,15 +82,15 @@ def test_search_writes_outputs_and_resumes_identically(tmp_path, bench_table):
   assert evals[-1]["bench_rank"] == table.lookup(cell).rank_cifar10
 
   # Interrupted at step 4 (as on SIGTERM), then the same command again.
-  assert nb201_search.run(tiny_config(bench_table, stop_at_step=4), str(interrupted)) == {"stopped_at": 4}
-  resumed = nb201_search.run(tiny_config(bench_table), str(interrupted))
+  assert nb201_search.run(tiny_config(bench_table, stop_at_step=4, **RESUME), str(interrupted)) == {"stopped_at": 4}
+  resumed = nb201_search.run(tiny_config(bench_table, **RESUME), str(interrupted))
   assert resumed["steps"] == 6 and resumed["arch"] == summary["arch"]
   (step_a, phi_a), (step_b, phi_b) = _final_phi(straight), _final_phi(interrupted)
   assert step_a == step_b == 6
   for a, b in zip(jax.tree.leaves(phi_a), jax.tree.leaves(phi_b)):
     np.testing.assert_array_equal(a, b)
-  # phi moved away from its initialisation: the comparison is not vacuous.
-  assert float(np.max(np.abs(phi_a["edges"]))) > 2e-3
+  # phi moved away from its initialisation (scale 1e-3): the comparison is not vacuous.
+  assert float(np.max(np.abs(phi_a["edges"]))) > 2e-2
 
 
 @pytest.mark.slow
@@ -104,7 +109,7 @@ def test_latency_table_search(tmp_path):
   ms = 1.0 + nb201.cells_to_flat(cells) @ np.linspace(0.0, 0.3, 30)
   path = str(tmp_path / "latency.csv")
   tables.write_latency_csv(path, cells, ms)
-  config = tiny_config(max_steps=3)
+  config = tiny_config(max_steps=3, **RESUME)
   config.latency.enabled = True
   config.latency.table_path = path
   config.latency.target_ms = float(np.median(ms))
@@ -138,7 +143,7 @@ def test_table_without_the_found_cell(tmp_path):
   path = str(tmp_path / "one.csv")
   tables.write_benchmark_csv(path, [nb201.from_indices([0] * 6)], np.array([[10.0, 5.0, 1.0]]))
   # Random logits (scale 1): the mode cell is not the table's one cell (all 'none').
-  config = tiny_config(path, max_steps=3, phi_init_scale=1.0)
+  config = tiny_config(path, max_steps=3, phi_init_scale=1.0, **RESUME)
   with pytest.raises(DataError, match="no row for the cell") as e:
     nb201_search.run(config, str(tmp_path / "w"))
   assert "\n" not in str(e.value)

@@ -143,6 +143,13 @@ class NB201SearchSpace:
     # Loaded before the search starts: a malformed table fails at once, not after the search.
     self.benchmark = tables.BenchmarkTable(path) if path else None
     self.latency = None
+    lc = config.get("latency")
+    if lc is not None and lc.enabled:  # the same checks as NB201TableLatency, before any data is loaded
+      if lc.source not in LATENCY_SOURCES:
+        raise ConfigError(f"latency.source={lc.source!r} is not one of {list(LATENCY_SOURCES)} for the nb201 space")
+      if not lc.table_path:
+        raise ConfigError("latency.source=table needs --config.latency.table_path=/path/to/latency.csv "
+                          "(header arch,ms; one row per NB201 cell)")
 
   def build_supernet(self, config, info, bn_axis_name):
     m = config.model
