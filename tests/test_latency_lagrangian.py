@@ -118,6 +118,39 @@ def test_multiplier_rises_while_violated_and_the_search_settles_at_the_target(co
   assert _expected(state_free.phi) > 1.2 * target, _expected(state_free.phi)
 
 
+def test_multiplier_survives_a_checkpoint_and_the_resumed_steps_are_exact(tmp_path):
+  """Save after 3 steps (orbax, as the loop does), restore into a fresh state, re-apply the config's
+  settings (as the loop does on resume: they must not touch lambda), 3 more steps: identical to 6 straight."""
+  from unas_jax.utils import checkpoint as checkpoint_lib
+  cfg = step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=3.0,
+                            latency_lambda_lr=0.5, latency_damping=3.0)
+  mesh, state, step = _setup(cfg, optax.adam(0.05))
+  fresh = state
+
+  def advance(state, start, stop):
+    for i in range(start, stop):
+      x, y = toy_data(jax.random.key(i), 16)
+      z = step_lib.global_architectures(cfg, state.key, state.step, state.phi, 8, 1)
+      state, _ = step(state, mesh_lib.put_batch((x[:8], y[:8]), mesh), mesh_lib.put_batch((x[8:], y[8:]), mesh),
+                      mesh_lib.put_global(control_fn(TABLE, z), mesh), TABLE)
+    return state
+
+  copy = lambda tree: jax.tree.map(jnp.copy, tree)  # the step donates its input state
+  straight = advance(copy(fresh), 0, 6)
+  half = advance(copy(fresh), 0, 3)
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path))
+  ckpt.save(3, half, {"step": 3}, force=True)
+  ckpt.wait()
+  restored, meta, _ = checkpoint_lib.Checkpointer(str(tmp_path)).restore(copy(fresh))
+  assert meta["step"] == 3 and float(restored.latency_lambda) == float(half.latency_lambda) > 0
+  half_lambda = float(half.latency_lambda)
+  restored = restored.replace(**mesh_lib.put_replicated(step_lib.latency_hparams(cfg), mesh))
+  resumed = advance(restored, 3, 6)
+  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert float(straight.latency_lambda) != half_lambda  # lambda moved after the save: not vacuous
+
+
 def test_multiplier_drops_to_zero_when_the_target_is_loose():
   cfg = step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=100.0,
                             latency_lambda_init=1.0, latency_lambda_lr=0.5)
