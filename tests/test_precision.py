@@ -40,6 +40,8 @@ def _arch(phi, s):
 def _loss_and_grads(model, x):
   """Training-mode loss, new BatchNorm statistics, and gradients w.r.t. (w, arch)."""
   model_def, phi, w, stats = functional.split(model)
+  if isinstance(model, darts_supernet.DartsSupernet):
+    phi = model.phi  # plain {'normal': {...}, 'reduce': {...}} dicts, as the supernet checks
   arch = _arch(phi, x.shape[0])
 
   @jax.jit
