@@ -34,7 +34,7 @@ def _proxyless(**kw):
 
 
 def _arch(phi, s):
-  return categorical.sample(jax.random.key(3), categorical.soften(phi), tau=0.4, sample_shape=(s,))
+  return categorical.sample(jax.random.key(3), categorical.soften(phi), tau=0.4, sample_shape=(s,)).zeta
 
 
 def _loss_and_grads(model, x):
