@@ -34,12 +34,14 @@ def _proxyless(**kw):
 
 
 def _arch(phi, s):
-  return categorical.sample(jax.random.key(3), categorical.soften(phi), tau=0.4, sample_shape=(s,))
+  return categorical.sample(jax.random.key(3), categorical.soften(phi), tau=0.4, sample_shape=(s,)).zeta
 
 
 def _loss_and_grads(model, x):
   """Training-mode loss, new BatchNorm statistics, and gradients w.r.t. (w, arch)."""
   model_def, phi, w, stats = functional.split(model)
+  if isinstance(model, darts_supernet.DartsSupernet):
+    phi = model.phi  # plain {'normal': {...}, 'reduce': {...}} dicts, as the supernet checks
   arch = _arch(phi, x.shape[0])
 
   @jax.jit

@@ -150,7 +150,7 @@ def train_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
                             drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
   replicated = mesh_lib.replicated(mesh)
   state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                       jax.eval_shape(lambda: trainer.init_state(config.seed, w, stats, tx)))
+                       jax.eval_shape(lambda w, stats: trainer.init_state(config.seed, w, stats, tx), w, stats))
   batch = _batch(info, global_batch, mesh)
   mask = jax.ShapeDtypeStruct((global_batch,), jnp.float32, sharding=mesh_lib.batch_sharded(mesh))
   return {"train": (trainer.make_train_step(model_def, tx, cfg, mesh, schedule), (state, batch)),
