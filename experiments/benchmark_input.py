@@ -89,6 +89,7 @@ def parse_args(argv=None):
   p.add_argument("--per_class", type=int, default=64, help="synthetic ImageNet: JPEGs per class (4 classes)")
   p.add_argument("--seconds", type=float, default=20.0, help="time per measurement")
   p.add_argument("--out", default="", help="results JSON")
+  p.add_argument("--parts", default="cifar,imagenet", help="which paths to measure (comma list)")
   p.add_argument("--flops", action="store_true",
                  help="also count the FLOPs of a search step per image (XLA cost analysis of the lowered, "
                       "uncompiled step parts: DARTS 8 cells x 16 channels at 32x32, ProxylessNAS GPU widths at 224)")
@@ -143,7 +144,8 @@ def imagenet(args) -> dict:
                           capture_output=True, text=True, timeout=1800,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     if done.returncode:
-      raise SystemExit(done.stderr[-3000:])
+      raise SystemExit(f"preparing the synthetic ImageNet failed (status {done.returncode}): {done.stderr[-3000:]}")
+    print(f"prepared a synthetic imagenet2012 in {data_dir}", flush=True)
     note = f"synthetic: {4 * args.per_class} JPEGs about 400x350, {done.stdout.strip().splitlines()[-1]}"
   ds = data.load({"name": "imagenet2012", "data_dir": data_dir, "image_size": args.imagenet_size,
                   "shuffle_buffer": 64})
@@ -204,18 +206,21 @@ def main(argv=None):
   core = pin_to_one_core()
   # tf.data sizes its thread pools from the visible cores: pinned first, then imported.
   results = {"pinned_core": core, "host_cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
-  results["cifar_npz"] = cifar(args)
-  c = results["cifar_npz"]
-  for k in ("uint8_to_device", "float32_on_host"):
-    print(f"CIFAR npz ({c['source']}), search pairs of batch {c['batch']}, {k}: "
-          f"{c[k]['images_per_s_wall']:.0f} images/s wall, {c[k]['images_per_cpu_s']:.0f} images per CPU-second",
-          flush=True)
-  results["imagenet_tfds"] = imagenet(args)
-  m = results["imagenet_tfds"]
-  for k in ("uint8_to_device", "float32_on_host"):
-    print(f"ImageNet tfds ({m['source']}), {m['image_size']}x{m['image_size']}, batch {m['batch']}, {k}: "
-          f"{m[k]['images_per_s_wall']:.0f} images/s wall, {m[k]['images_per_cpu_s']:.0f} images per CPU-second",
-          flush=True)
+  parts = args.parts.split(",")
+  if "cifar" in parts:
+    results["cifar_npz"] = cifar(args)
+    c = results["cifar_npz"]
+    for k in ("uint8_to_device", "float32_on_host"):
+      print(f"CIFAR npz ({c['source']}), search pairs of batch {c['batch']}, {k}: "
+            f"{c[k]['images_per_s_wall']:.0f} images/s wall, {c[k]['images_per_cpu_s']:.0f} images per CPU-second",
+            flush=True)
+  if "imagenet" in parts:
+    results["imagenet_tfds"] = imagenet(args)
+    m = results["imagenet_tfds"]
+    for k in ("uint8_to_device", "float32_on_host"):
+      print(f"ImageNet tfds ({m['source']}), {m['image_size']}x{m['image_size']}, batch {m['batch']}, {k}: "
+            f"{m[k]['images_per_s_wall']:.0f} images/s wall, {m[k]['images_per_cpu_s']:.0f} images per CPU-second",
+            flush=True)
   if args.flops:
     results["search_step_flops"] = search_step_flops()
     for name, f in results["search_step_flops"].items():
@@ -228,7 +233,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
       json.dump(results, f, indent=1)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":

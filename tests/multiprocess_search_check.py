@@ -109,7 +109,7 @@ def latency_search(source, workdir):
   lc.c = 1.0
   lc.warmup_steps = 1
   lc.resolution = 16
-  lc.surrogate_archs = 40 if source == "lut" else 6
+  lc.surrogate_archs = 40 if source == "lut" else 4   # each probe measurement is a compile: few
   if source == "lut":
     lc.source = "lut"
     lc.lut_path = os.path.join(workdir, "tiny_lut.yaml")
@@ -123,6 +123,7 @@ def latency_search(source, workdir):
   else:
     lc.source = "probe"
     lc.reserve_device = True     # each process times on its own device, outside the mesh
+    config.search.sampling = "shared"  # one architecture (one compile and timing) per step
     lc.batch_size = 2
     lc.num_runs = 3
     lc.num_warmup = 1
@@ -175,8 +176,14 @@ def latency_search(source, workdir):
 
 def main(out_path, coordinator=None, num_processes=None, process_id=None, mode="toy", workdir=None):
   coordinator, num_processes, process_id = (v or None for v in (coordinator, num_processes, process_id))
-  how = distributed.initialize(coordinator, None if num_processes is None else int(num_processes),
-                               None if process_id is None else int(process_id))
+  if mode != "toy" and coordinator:
+    # The latency runs compile for minutes on a loaded machine: JAX's default 100 s heartbeat
+    # timeout killed both processes here (DEADLINE_EXCEEDED) with the CPUs oversubscribed.
+    jax.distributed.initialize(coordinator, int(num_processes), int(process_id), heartbeat_timeout_seconds=1800)
+    how = f"process {process_id} of {num_processes} (coordinator {coordinator})"
+  else:
+    how = distributed.initialize(coordinator, None if num_processes is None else int(num_processes),
+                                 None if process_id is None else int(process_id))
   if mode != "toy":
     # Process-dependent float64 input, -0.0 included: only process 0's bits may come back.
     sent = distributed.broadcast_from_main({"x": np.array([1 / 3 + jax.process_index(), -0.0]),

@@ -128,7 +128,7 @@ def test_two_processes_feed_identical_latency_inputs(tmp_path, source):
     for p in procs:
       # A hard timeout (a process whose peer died waits on the coordinator); generous, as the
       # toy step's compile took minutes on this loaded 2-core machine.
-      logs.append(p.communicate(timeout=1500)[0])
+      logs.append(p.communicate(timeout=2400)[0])
   finally:
     for p in procs:
       if p.poll() is None:
