@@ -1,4 +1,4 @@
-"""DARTS-cell search on cifar10 with UNAS's defaults (DESIGN.md sections 3-6).
+"""DARTS-cell search on cifar10 with UNAS's defaults (docs/design.md sections 3-6).
 
     python -m unas_jax.main --config=configs/darts_cifar10.py --workdir=workdirs/darts_cifar10
     python -m unas_jax.main --config=configs/darts_cifar10.py:quick   # zero-download CPU variant (digits)

@@ -1,4 +1,4 @@
-"""DARTS-cell search on cifar100 with UNAS's defaults (DESIGN.md sections 3-6).
+"""DARTS-cell search on cifar100 with UNAS's defaults (docs/design.md sections 3-6).
 
     python -m unas_jax.main --config=configs/darts_cifar100.py --workdir=workdirs/darts_cifar100
     python -m unas_jax.main --config=configs/darts_cifar100.py:quick   # zero-download CPU variant (digits)

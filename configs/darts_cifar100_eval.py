@@ -1,4 +1,4 @@
-"""Train a DARTS-space cell from scratch on CIFAR-100 (DESIGN.md section 7; UNAS recipe).
+"""Train a DARTS-space cell from scratch on CIFAR-100 (docs/design.md section 7; UNAS recipe).
 
 As configs/darts_cifar10_eval.py with the UNAS CIFAR-100 cell and drop-path 0.3
 (NVlabs/unas commands.sh).

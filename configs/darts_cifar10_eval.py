@@ -1,4 +1,4 @@
-"""Train a DARTS-space cell from scratch on CIFAR-10 (DESIGN.md section 7; UNAS/DARTS recipe).
+"""Train a DARTS-space cell from scratch on CIFAR-10 (docs/design.md section 7; UNAS/DARTS recipe).
 
 NetworkCIFAR, 20 cells, 36 channels, auxiliary head (weight 0.4), drop-path 0.2
 (ramped from 0), cutout 16, SGD momentum 0.9, weight decay 3e-4, batch 128,

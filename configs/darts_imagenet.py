@@ -1,7 +1,7 @@
 """DARTS-cell search on ImageNet (tfds imagenet2012) with UNAS's ImageNet settings.
 
 ImageNet searches soften the logits (eps 0.08), use the cheaper 5-op set and the
-ImageNet stem (DESIGN.md sections 4-6).
+ImageNet stem (docs/design.md sections 4-6).
 
     python -m unas_jax.main --config=configs/darts_imagenet.py --workdir=workdirs/darts_imagenet
     python -m unas_jax.main --config=configs/darts_imagenet.py:quick

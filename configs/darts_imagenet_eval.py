@@ -1,4 +1,4 @@
-"""Train a DARTS-space cell from scratch on ImageNet, mobile setting (DESIGN.md section 7).
+"""Train a DARTS-space cell from scratch on ImageNet, mobile setting (docs/design.md section 7).
 
 NetworkImageNet, 14 cells, 48 channels (unas_imagenet: 595M multiply-adds at
 224x224, under the 600M of the mobile setting), auxiliary head (weight 0.4),

@@ -1,4 +1,4 @@
-"""Train a ProxylessNAS-space network from scratch on ImageNet (DESIGN.md section 7).
+"""Train a ProxylessNAS-space network from scratch on ImageNet (docs/design.md section 7).
 
 The 21-layer MBConv network of the genotype (GPU widths), trained as
 ProxylessNAS trains its networks (mit-han-lab/proxylessnas

@@ -7,7 +7,7 @@
 
 The full variant searches on ImageNet (tfds ``imagenet2012``, prepared in
 ``--config.data.data_dir``) at 224x224 and measures the latency of every sampled
-network on this device at batch 32 (DESIGN.md section 8). ``latency.target_ms``
+network on this device at batch 32 (docs/design.md section 8). ``latency.target_ms``
 is the hinge target: set it for your device. ``--config.latency.penalty=lagrangian``
 needs no coefficient: the search adjusts a multiplier until the expected latency
 meets the target (README: "Latency targets without tuning a coefficient").
@@ -35,7 +35,7 @@ def get_config(arg=None):
   s.estimator = "rebar"
   s.objective = "gen"
   s.sampling = "per_device"       # one architecture per device: one latency measurement each
-  s.eps = 0.08                    # ImageNet softening (DESIGN.md section 4)
+  s.eps = 0.08                    # ImageNet softening (docs/design.md section 4)
   s.pairing_weight = 0.0
   s.epochs = 60
   s.init_epochs = 10
@@ -59,7 +59,7 @@ def get_config(arg=None):
       "batch_size": 32,           # latency is measured at this batch size ...
       "resolution": 224,          # ... and resolution
       "dtype": "",                # "": the compute dtype, model.dtype (float32 unless set)
-      "num_runs": 10,             # median of 10 timed runs (DESIGN.md section 8)
+      "num_runs": 10,             # median of 10 timed runs (docs/design.md section 8)
       "num_warmup": 2,
       "statistic": "median",      # median | min (min is steadier on a loaded shared CPU)
       "compile_threads": 0,       # background compiles at once (0: one per CPU core; timing never overlaps them)

@@ -1,6 +1,6 @@
 r"""Speed of the DARTS supernet: compile time, forward, forward+backward, peak memory.
 
-Times the three computations of a UNAS search step (DESIGN.md section 2, REBAR
+Times the three computations of a UNAS search step (docs/design.md section 2, REBAR
 with tied noise + L_gen): a forward on a one-hot sample ``z`` (no gradient), a
 forward+backward on a relaxed sample ``zeta`` w.r.t. the architecture (for
 phi), and a forward+backward w.r.t. the weights ``w`` (BatchNorm in training

@@ -219,7 +219,7 @@ def main(out_path, coordinator=None, num_processes=None, process_id=None, mode="
     state, metrics = step(state, mesh_lib.put_batch((x_t[rows], y_t[rows]), mesh),
                           mesh_lib.put_batch((x_v[rows], y_v[rows]), mesh), mesh_lib.put_global(latency, mesh),
                           control)
-    jax.block_until_ready(state)  # keeps XLA:CPU collectives from piling up (STYLE.md)
+    jax.block_until_ready(state)  # keeps XLA:CPU collectives from piling up (docs/engineering.md section 2)
   phi_host = jax.device_get(state.phi)
   w_host = jax.device_get(state.w)
   result = {"how": how, "process": p, "processes": n_proc, "devices": n_dev,

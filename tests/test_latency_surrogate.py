@@ -88,7 +88,7 @@ def test_save_load_and_refit(tmp_path):
 def _relax_gradient_samples(phi, truth, control, n, seed):
   """Per-sample RELAX estimates (sample_shape (1,)) with the latency measured on each key's z,
   and (negative control) on another sample's z: the reference implementation's defect
-  (DESIGN.md section 10)."""
+  (docs/design.md section 10)."""
   def one(key, wrong):
     z = est.discrete(key, est.soften(phi), (1,))
     z_other = est.discrete(jax.random.fold_in(key, 7), est.soften(phi), (1,))

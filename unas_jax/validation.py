@@ -67,7 +67,7 @@ RANGES: dict[str, Range] = {
     "data.shuffle_buffer": _int(1),
     "data.split_seed": _int(0),
     "data.train_portion": Range(0.0, 1.0, low_open=True, high_open=True),
-    # search (DESIGN.md section 6)
+    # search (docs/design.md section 6)
     "search.epochs": POSITIVE,
     "search.init_epochs": NON_NEGATIVE,      # and <= search.epochs (jobs.validate)
     "search.max_steps": _int(0),             # 0: epochs decide
@@ -89,7 +89,7 @@ RANGES: dict[str, Range] = {
     "search.phi_beta1": FRACTION_OPEN_TOP,
     "search.phi_beta2": FRACTION_OPEN_TOP,
     "search.phi_init_scale": NON_NEGATIVE,
-    # latency (DESIGN.md sections 3 and 8)
+    # latency (docs/design.md sections 3 and 8)
     "latency.target_ms": POSITIVE,
     "latency.c": NON_NEGATIVE,
     "latency.warmup_steps": _int(0),
@@ -118,7 +118,7 @@ RANGES: dict[str, Range] = {
     "model.stem_multiplier": _int(1),
     "model.zero_dropout": FRACTION_OPEN_TOP,
     "model.cells_per_stage": _int(1),        # NAS-Bench-201's N
-    # evaluation networks and training (DESIGN.md section 7)
+    # evaluation networks and training (docs/design.md section 7)
     "model.num_cells": _int(0),              # 0: the network's default
     "model.num_nodes": _int(1),
     "model.dropout": FRACTION_OPEN_TOP,

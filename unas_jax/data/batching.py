@@ -153,7 +153,7 @@ def search_batches(dataset: Dataset, global_batch: int, seed: int, start_step: i
   """Endless paired ``((x_train, y_train), (x_val, y_val))`` of search-train and search-val.
 
   Both halves have the same size, so example ``i`` of the train batch pairs
-  with example ``i`` of the val batch (L_gen, DESIGN.md section 3). Both are
+  with example ``i`` of the val batch (L_gen, docs/design.md section 3). Both are
   augmented, as in the DARTS/UNAS search (search-val is a share of the
   training set, read with the training transform).
   """

@@ -9,7 +9,7 @@ Keys (every one optional except where a source needs it):
   npz_path           the .npz file for name='npz' (x_train, y_train, x_test,
                      y_test, optional class_names).
   train_portion      fraction of the training set used as search-train; the rest
-                     is search-val (DESIGN.md section 6: 0.9). Must lie in (0, 1).
+                     is search-val (docs/design.md section 6: 0.9). Must lie in (0, 1).
   split_seed         seed of the fixed permutation that assigns training examples
                      to search-train / search-val (independent of the run seed so
                      every run searches on the same split).
@@ -23,7 +23,7 @@ Keys (every one optional except where a source needs it):
                      0 disables the crop.
   flip               random horizontal flip; None: True, except for digits.
   cutout             cutout square side in pixels (0: off; 16 in the CIFAR
-                     evaluation recipe, DESIGN.md section 7). In-memory sources.
+                     evaluation recipe, docs/design.md section 7). In-memory sources.
   min_crop_area      imagenet2012: smallest area fraction of the random-resized
                      crop (0.08, Inception/ProxylessNAS).
   eval_crop_fraction imagenet2012: evaluation resizes the short side to

@@ -1,9 +1,9 @@
 """Dataset description and the in-memory dataset shared by digits, .npz and CIFAR.
 
 Splits (names used everywhere in the data API):
-  ``train``         the whole training set (evaluation phase, DESIGN.md section 7);
+  ``train``         the whole training set (evaluation phase, docs/design.md section 7);
   ``search_train``  a fixed ``train_portion`` share of it (search, w updates);
-  ``search_val``    the rest of it (search, phi updates; DESIGN.md section 6);
+  ``search_val``    the rest of it (search, phi updates; docs/design.md section 6);
   ``test``          the test set (for imagenet2012: tfds's ``validation`` split).
 The search split is a permutation of the training indices drawn once from
 ``split_seed`` and cut at ``round(train_portion * n)``: deterministic, and a

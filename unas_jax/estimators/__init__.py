@@ -1,4 +1,4 @@
-"""Gradient estimators over products of categoricals (DESIGN.md section 2).
+"""Gradient estimators over products of categoricals (docs/design.md section 2).
 
     from unas_jax import estimators as est
     estimate = est.rebar(phi, key, loss_fn, eta=1.0, tau=0.4, sample_shape=(batch,))

@@ -6,7 +6,7 @@ choices). Samples carry a leading *sample axis* ``S`` (one architecture per
 example, or ``S = 1`` for one architecture shared by a minibatch or device), so
 a sample leaf has shape ``[S, ..., K]``.
 
-Notation (DESIGN.md section 2), per categorical with normalised log-probabilities
+Notation (docs/design.md section 2), per categorical with normalised log-probabilities
 ``lq = log_softmax(l)``:
 
 * Gumbel noise ``g = -log(-log u)``, ``u ~ U(0, 1)``; ``s = lq + g``.
@@ -63,7 +63,7 @@ class Sample:
 
 
 def soften(phi: PyTree, eps: float = 0.0) -> PyTree:
-  r"""Softened logits ``l = log(softmax(phi) + eps)`` (DESIGN.md section 4).
+  r"""Softened logits ``l = log(softmax(phi) + eps)`` (docs/design.md section 4).
 
   ``eps > 0`` keeps every choice reachable (UNAS uses 0.08 on ImageNet). With
   ``eps = 0`` this is ``log_softmax(phi)``, computed stably.

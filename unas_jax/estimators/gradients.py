@@ -1,4 +1,4 @@
-r"""Gradient estimators for ``d/dphi E_{z ~ p_phi}[L(z)]`` (DESIGN.md section 2).
+r"""Gradient estimators for ``d/dphi E_{z ~ p_phi}[L(z)]`` (docs/design.md section 2).
 
 ``phi`` is any pytree of architecture logits ``[..., K]``; the categoricals use the
 softened logits ``l = log(softmax(phi) + eps)``. Every estimator draws

@@ -160,7 +160,7 @@ def smooth_problem(key: jax.Array = jax.random.key(0), dtype=jnp.float64, sharpn
 
   ``L(x) = x^T Q x + b^T x + sin(c^T x)``, ``x`` the concatenated (one-hot or
   relaxed) choices. ``sharpness`` scales ``Q``, ``b``, ``c`` (sharper losses make
-  REBAR with ``eta = 1`` lose to REINFORCE; DESIGN.md section 2).
+  REBAR with ``eta = 1`` lose to REINFORCE; docs/design.md section 2).
   """
   k_phi, k_q, k_b, k_c = jax.random.split(key, 4)
   phi = _default_phi(k_phi, dtype)

@@ -1,4 +1,4 @@
-"""Default config blocks of the evaluation configs (DESIGN.md section 7); imports no JAX.
+"""Default config blocks of the evaluation configs (docs/design.md section 7); imports no JAX.
 
 Top-level keys (as the search configs): ``job``, ``name``, ``seed``,
 ``batch_size`` (global), ``data`` (:func:`unas_jax.data.default_config`),
@@ -36,7 +36,7 @@ def model_block(space: str = "darts") -> ml_collections.ConfigDict:
 
 
 def train_block() -> ml_collections.ConfigDict:
-  """``config.train``: the DARTS/UNAS CIFAR recipe (DESIGN.md section 7); configs override it."""
+  """``config.train``: the DARTS/UNAS CIFAR recipe (docs/design.md section 7); configs override it."""
   return ml_collections.ConfigDict({
       "epochs": 600,
       "max_steps": 0,              # > 0: train this many steps (overrides epochs for the schedules)

@@ -1,4 +1,4 @@
-"""The network a training run evaluates, built from ``config.model`` (DESIGN.md section 7).
+"""The network a training run evaluates, built from ``config.model`` (docs/design.md section 7).
 
 :func:`from_config` returns an adapter that the trainer
 (:func:`unas_jax.evaluation.trainer.run_training`) uses::

@@ -1,4 +1,4 @@
-r"""The ``evaluate`` job: train a found architecture from scratch (DESIGN.md section 7).
+r"""The ``evaluate`` job: train a found architecture from scratch (docs/design.md section 7).
 
     python -m unas_jax.main --config=configs/darts_cifar10_eval.py:quick --workdir=/tmp/eval
     python -m unas_jax.main --config=configs/darts_cifar10_eval.py \

@@ -1,4 +1,4 @@
-r"""Training a found architecture from scratch (DESIGN.md section 7).
+r"""Training a found architecture from scratch (docs/design.md section 7).
 
 SGD with momentum, L2 weight decay added to the gradient (as PyTorch's SGD),
 gradient clipping, linear warm-up then cosine decay, label smoothing,

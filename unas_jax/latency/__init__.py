@@ -1,4 +1,4 @@
-"""Latency of ProxylessNAS-space architectures (DESIGN.md sections 3 and 8).
+"""Latency of ProxylessNAS-space architectures (docs/design.md sections 3 and 8).
 
 * :mod:`~unas_jax.latency.probe`: measured latency of compiled subnetworks (the truth), cached.
 * :mod:`~unas_jax.latency.lut`: ProxylessNAS's per-block lookup tables (YAML).

@@ -3,7 +3,7 @@ r"""Additive latency models: a constant plus one term per (layer, choice).
 .. math::
    \mathrm{lat}(z) = b + \sum_{l=1}^{21} \sum_k t_{lk} z_{lk}
 
-This is the form of ProxylessNAS's lookup table (sum of per-block latencies, DESIGN.md
+This is the form of ProxylessNAS's lookup table (sum of per-block latencies, docs/design.md
 section 8), of the per-block table of compiled blocks, and of UNAS's linear surrogate
 (``g(z) = sum_ij l_ij z_ij + b`` on the flattened one-hot architecture). Because every
 layer contributes independently, the smallest reachable latency is

@@ -10,7 +10,7 @@ op) MBConv, the head) is compiled and timed on its own at its input shape; then
 with ``zero`` = 0 and one scale ``s`` fitted by least squares on a few whole-network
 measurements (:meth:`LatencyProbe.measure_many`, the ground truth). Layers with the same
 shapes (e.g. layers 2-4) share their compiled blocks, so the space needs
-11 x 6 + 2 = 68 compilations instead of one per architecture. STYLE.md measured 3-4%
+11 x 6 + 2 = 68 compilations instead of one per architecture. docs/engineering.md section 5: 3-4%
 error (rank correlation 0.93-0.97) for this kind of table after calibration. It misses
 what crosses block boundaries (XLA fusing a block's output with the next block's input,
 dispatch overhead), which the scale absorbs on average.

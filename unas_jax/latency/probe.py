@@ -1,6 +1,6 @@
 r"""The latency probe: time a discrete architecture's compiled forward pass on this device.
 
-True latency (DESIGN.md section 8): the median of ``num_runs`` timed forward passes of the
+True latency (docs/design.md section 8): the median of ``num_runs`` timed forward passes of the
 discrete subnetwork (:class:`unas_jax.nn.proxyless_network.ProxylessNetwork`, random
 weights, eval mode), each synchronised with ``block_until_ready``, after ``num_warmup``
 untimed runs; batch, resolution, dtype and widths from :class:`ProbeConfig`.
@@ -9,7 +9,7 @@ Compilation is the expensive part on CPU, so it is *overlapped* with the search:
 queues architectures that background threads compile ahead; ``result`` times one when the
 search asks for it. Timing never overlaps compilation (``exclusive_timing``, default): a
 compile worker waits while a timing runs, and a timing waits for the compiles in flight
-to finish (a readers-writer gate). STYLE.md measured ~30% inflated latency on 2 cores when
+to finish (a readers-writer gate). docs/engineering.md section 4: ~30% inflated latency on 2 cores when
 compiling in background threads while timing. The search's own work must also be finished
 before ``result`` times (call it after ``jax.block_until_ready`` on the step's output):
 JAX dispatches asynchronously. For batches of architectures (fitting the surrogate),

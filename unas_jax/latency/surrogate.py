@@ -4,7 +4,7 @@ r"""UNAS's latency surrogate: linear in the one-hot architecture, fitted by ridg
    g(z) = \sum_{ij} l_{ij} z_{ij} + b, \qquad
    (l, b) = \arg\min \sum_n (g(z_n) - y_n)^2 + \lambda \lVert l \rVert^2
 
-on measured architectures ``(z_n, y_n)`` (DESIGN.md section 8; UNAS: lambda = 1,
+on measured architectures ``(z_n, y_n)`` (docs/design.md section 8; UNAS: lambda = 1,
 ~10k random architectures, 80/20 split). ``z`` is the flattened one-hot architecture
 (:func:`unas_jax.spaces.proxyless.flatten_arch`, 141 entries). Unlike the reference
 (which appends a column of ones and penalises the intercept too), the intercept is

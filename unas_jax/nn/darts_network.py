@@ -1,4 +1,4 @@
-r"""Evaluation networks of the DARTS space, built from a genotype (DESIGN.md section 7).
+r"""Evaluation networks of the DARTS space, built from a genotype (docs/design.md section 7).
 
 The networks that a found cell is trained in from scratch, as the PyTorch
 reference (DARTS ``cnn/model.py`` and the UNAS variant ``darts/model.py``):

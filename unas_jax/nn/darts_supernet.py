@@ -1,4 +1,4 @@
-r"""The DARTS-space search supernet in Flax NNX (DESIGN.md sections 4-6).
+r"""The DARTS-space search supernet in Flax NNX (docs/design.md sections 4-6).
 
 Network (as the UNAS reference's search ``Network``): a stem (3x3 conv to
 ``stem_multiplier * C`` channels + BatchNorm), ``num_cells`` cells with

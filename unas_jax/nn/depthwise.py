@@ -4,7 +4,7 @@ r"""Depthwise convolution, implemented per backend.
 
 XLA on CPU runs grouped convolutions with ``feature_group_count = channels``
 very slowly (measured here: 17 s vs 1.06 s for a DARTS supernet forward, see
-STYLE.md), while the same sum written as ``k*k`` shifted slices times a
+docs/engineering.md section 3), while the same sum written as ``k*k`` shifted slices times a
 per-channel weight is fast. On GPU/TPU the library kernels win. Both
 implementations take the same ``[k, k, 1, C]`` kernel (HWIO with one input
 channel per group, the layout of ``lax.conv_general_dilated``), so parameters

@@ -1,4 +1,4 @@
-r"""The DARTS operations as Flax NNX modules (DESIGN.md section 5).
+r"""The DARTS operations as Flax NNX modules (docs/design.md section 5).
 
 Shapes, padding and parameter counts follow the PyTorch DARTS reference
 (``operations.py`` of DARTS and of UNAS) exactly, so that a network built from

@@ -1,4 +1,4 @@
-r"""The discrete ProxylessNAS network of a genotype (DESIGN.md sections 4 and 7).
+r"""The discrete ProxylessNAS network of a genotype (docs/design.md sections 4 and 7).
 
 ``stem -> first MBConv1 -> [MBConv of every non-zero layer] -> feature mix -> pool -> linear``
 (layout in :mod:`unas_jax.spaces.proxyless`); ``zero`` layers are left out, which

@@ -1,6 +1,6 @@
 r"""The ProxylessNAS supernet: 21 mixed layers weighted by an architecture sample.
 
-Layer ``l`` with choices ``k`` (DESIGN.md section 4; NVlabs/unas ``proxylessnas/model_search.py``)::
+Layer ``l`` with choices ``k`` (docs/design.md section 4; NVlabs/unas ``proxylessnas/model_search.py``)::
 
     y = sum_{k < 6} arch_l[s, k] * MBConv_k(x)  +  arch_l[s, 6] * dropout_0.1(x)   (if zero is offered)
 
@@ -15,7 +15,7 @@ alike; ``train=True`` does the same here (it needs ``key``).
 ``arch`` leaves are ``[S, K_l]`` with ``S == batch`` (one architecture per
 example) or ``S == 1`` (shared), one-hot or relaxed. Every op runs on every
 example, whatever its weight: the reference skipped ops with weight below 0.05,
-a biased shortcut (DESIGN.md section 10) that is not reproduced.
+a biased shortcut (docs/design.md section 10) that is not reproduced.
 
 BatchNorm: with scale and bias in the search supernet, eps 1e-3, as the
 reference (its ProxylessNAS ops are built with PyTorch's default ``affine=True``;

@@ -1,4 +1,4 @@
-r"""Search objectives (DESIGN.md section 3).
+r"""Search objectives (docs/design.md section 3).
 
 Per example ``i`` (architecture sample ``i`` paired with train example ``i`` and
 validation example ``i``):

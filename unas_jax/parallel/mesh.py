@@ -4,7 +4,7 @@ State (phi, w, optimiser states) is replicated, batches are sharded along the
 ``data`` axis. Steps are ``jax.jit`` over ``jax.shard_map`` bodies: each device
 runs the per-device program (its own architecture samples, local BatchNorm
 statistics unless synchronised) and gradients are averaged across the axis, the
-semantics ``pmap`` had (STYLE.md: no ``jax.pmap``).
+semantics ``pmap`` had (docs/engineering.md section 1: no ``jax.pmap``).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from unas_jax.search import defaults
 
 
 def darts_search_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
-  """UNAS defaults (DESIGN.md section 6) for ``dataset``; ``arg='quick'``: a few CPU minutes on digits."""
+  """UNAS defaults (docs/design.md section 6) for ``dataset``; ``arg='quick'``: a few CPU minutes on digits."""
   config = defaults.base_config("darts_search", f"darts_{dataset}", dataset)
   config.model = ml_collections.ConfigDict({
       "ops": "unas7",            # unas7 | unas5 | unas4 | unas3 | darts8 | comma-separated op names

@@ -1,4 +1,4 @@
-"""Default config blocks shared by the search configs (UNAS defaults, DESIGN.md section 6)."""
+"""Default config blocks shared by the search configs (UNAS defaults, docs/design.md section 6)."""
 from __future__ import annotations
 
 import ml_collections

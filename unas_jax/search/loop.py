@@ -1,4 +1,4 @@
-"""The architecture-search loop, shared by every search space (DESIGN.md section 6).
+"""The architecture-search loop, shared by every search space (docs/design.md section 6).
 
 ``run_search(config, workdir, space)`` trains w only for ``init_epochs`` (with
 architectures sampled from phi), then alternates phi and w updates

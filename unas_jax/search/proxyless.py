@@ -1,4 +1,4 @@
-r"""Latency-aware search in the ProxylessNAS space (job ``proxyless_search``, DESIGN.md sections 2-4, 8).
+r"""Latency-aware search in the ProxylessNAS space (job ``proxyless_search``, docs/design.md sections 2-4, 8).
 
 The accuracy term goes through the configured estimator (REBAR by default); the
 latency term ``c_t * relu(lat(z) - target)`` (or, with ``latency.penalty=lagrangian``,

@@ -1,4 +1,4 @@
-r"""The jitted search and weight-training steps (DESIGN.md sections 3 and 6).
+r"""The jitted search and weight-training steps (docs/design.md sections 3 and 6).
 
 One search step, per device (inside ``jax.shard_map`` over the ``data`` axis):
 
@@ -203,7 +203,7 @@ def _accuracy(logits, labels):
 
 
 def make_optimizers(search_config, global_batch: int, total_steps: int):
-  """``tx_w``, ``tx_phi`` and their learning-rate schedules (DESIGN.md section 6).
+  """``tx_w``, ``tx_phi`` and their learning-rate schedules (docs/design.md section 6).
 
   w: clip the global norm at ``w_grad_clip`` (5), add ``w_weight_decay * w`` (3e-4) to
   the gradient (L2, as PyTorch's Adam does), Adam with cosine decay from

@@ -1,4 +1,4 @@
-r"""The DARTS cell search space with UNAS's factorised cell (DESIGN.md sections 4 and 5).
+r"""The DARTS cell search space with UNAS's factorised cell (docs/design.md sections 4 and 5).
 
 The space is declared here, apart from the supernet that realises it
 (``unas_jax/nn/darts_supernet.py``) and from the evaluation network.
@@ -253,7 +253,7 @@ def _validate_cell(nodes: Sequence[Node], cell_type: str, num_nodes: int | None)
 
 @dataclasses.dataclass(frozen=True)
 class Genotype:
-  """A discrete cell pair: the argmax of every selector (DESIGN.md section 4, no pruning).
+  """A discrete cell pair: the argmax of every selector (docs/design.md section 4, no pruning).
 
   Attributes:
     normal, reduce: the nodes of the normal and the reduction cell.

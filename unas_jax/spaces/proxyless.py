@@ -1,4 +1,4 @@
-r"""The ProxylessNAS search space (DESIGN.md section 4; Cai et al., ICLR 2019; UNAS section 5).
+r"""The ProxylessNAS search space (docs/design.md section 4; Cai et al., ICLR 2019; UNAS section 5).
 
 Network layout (checked against mit-han-lab/proxylessnas ``search/models/super_nets/
 super_proxyless.py`` and NVlabs/unas ``proxylessnas/model_search.py``)::
@@ -28,7 +28,7 @@ MBConv choices have the same index in every layer and ``zero`` is index 6 where 
 is offered. Dict keys are zero-padded so that JAX's sorted pytree order is the
 layer order. Flattened (:func:`flatten_arch`), the one-hot architecture is a vector
 of ``6 * 6 + 15 * 7 = 141`` entries in layer order, on which the latency surrogate
-is linear (DESIGN.md section 8).
+is linear (docs/design.md section 8).
 """
 from __future__ import annotations
 
@@ -342,7 +342,7 @@ def random_genotypes(rng: np.random.Generator | int, n: int) -> list[ProxylessGe
 
 
 def genotype_from_phi(phi: Mapping[str, Any]) -> ProxylessGenotype:
-  """The genotype is the argmax of every layer's logits (DESIGN.md section 4: no pruning)."""
+  """The genotype is the argmax of every layer's logits (docs/design.md section 4: no pruning)."""
   _check_layout(phi, sample_axis=False)
   return ProxylessGenotype(tuple(PROXYLESS_OPS[int(np.argmax(np.asarray(phi[n])))] for n in LAYER_NAMES))
 
