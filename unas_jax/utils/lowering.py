@@ -115,7 +115,8 @@ def probe_steps(config: ml_collections.ConfigDict) -> Steps:
   from unas_jax.nn.proxyless_network import ProxylessNetwork  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
   lc, m = config.latency, config.model
-  dtype = jnp.dtype(lc.dtype)
+  # The probe's own rule (search.proxyless.probe_config): latency.dtype, else the compute dtype.
+  dtype = jnp.dtype(lc.dtype or m.get("dtype", "float32"))
   num_classes = dataset_info(config).num_classes
   net = nnx.eval_shape(lambda: ProxylessNetwork("proxylessnas_gpu", m.widths, num_classes, rngs=nnx.Rngs(0),
                                                 depthwise_impl=m.depthwise_impl, dtype=dtype,
