@@ -55,6 +55,26 @@ def test_training_steps_match_on_1_and_8_devices_with_sync_bn():
   assert out["stem_var_local"] < 1e-5 and out["stem_var_sync"] < 1e-5, out
 
 
+def _run_two_processes(commands: list[list[str]], timeout: float) -> None:
+  """Runs the two processes of a loopback job at once; each must exit 0 within ``timeout`` s.
+
+  The timeout is a hard kill: a process whose peer died waits on the coordinator for minutes.
+  """
+  procs = [subprocess.Popen(c, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+           for c in commands]
+  logs = []
+  try:
+    for p in procs:
+      logs.append(p.communicate(timeout=timeout)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+  for p, log in zip(procs, logs):
+    assert p.returncode == 0, log[-4000:]
+
+
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
@@ -76,20 +96,7 @@ def test_two_processes_on_loopback_match_one_process(tmp_path):
   script = str(HERE / "multiprocess_search_check.py")
   address = f"127.0.0.1:{_free_port()}"
   outs = [tmp_path / f"process{i}.json" for i in range(2)]
-  procs = [subprocess.Popen([sys.executable, script, str(outs[i]), address, "2", str(i)], env=_env(2),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  logs = []
-  try:
-    for p in procs:
-      # A hard timeout: a process whose peer died waits on the coordinator for minutes.
-      logs.append(p.communicate(timeout=240)[0])
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-4000:]
+  _run_two_processes([[sys.executable, script, str(outs[i]), address, "2", str(i)] for i in range(2)], timeout=240)
   single = tmp_path / "single.json"
   subprocess.run([sys.executable, script, str(single)], env=_env(1), check=True, capture_output=True,
                  timeout=240)
@@ -120,22 +127,9 @@ def test_two_processes_feed_identical_latency_inputs(tmp_path, source):
   workdir = tmp_path / "workdir"
   workdir.mkdir()
   outs = [tmp_path / f"process{i}.json" for i in range(2)]
-  procs = [subprocess.Popen([sys.executable, script, str(outs[i]), address, "2", str(i), source, str(workdir)],
-                            env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for i in range(2)]
-  logs = []
-  try:
-    for p in procs:
-      # A hard timeout (a process whose peer died waits on the coordinator); generous, as the
-      # toy step's compile took minutes on this loaded 2-core machine.
-      logs.append(p.communicate(timeout=2400)[0])
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-4000:]
+  # Generous: the toy step's compile took minutes on a loaded 2-core machine.
+  _run_two_processes([[sys.executable, script, str(outs[i]), address, "2", str(i), source, str(workdir)]
+                      for i in range(2)], timeout=2400)
   r0, r1 = [json.loads(o.read_text()) for o in outs]
   assert (r0["process"], r1["process"], r0["processes"], r0["devices"]) == (0, 1, 2, 4), (r0, r1)
   expected = np.array([1 / 3, -0.0]).tobytes().hex() + ":" + np.int64(2 ** 40).tobytes().hex() + ":float64"

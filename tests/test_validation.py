@@ -21,6 +21,14 @@ def _config(name, arg):
   return module.get_config(arg)
 
 
+def _set(config, key: str, value) -> None:
+  """``config.<dotted key> = value``."""
+  *parents, leaf = key.split(".")
+  for p in parents:
+    config = config[p]
+  config[leaf] = value
+
+
 def _out_of_range(rng: validation.Range):
   """A value just outside ``rng`` (NaN where the range is the whole real line)."""
   if rng.low > -math.inf:
@@ -56,11 +64,7 @@ def test_every_numeric_key_has_a_range_and_is_checked(name, arg):
     if isinstance(current, int) and not math.isnan(bad) and float(bad).is_integer():
       bad = int(bad)  # an int field (e.g. search.epochs=85) keeps its type
     config = _config(name, arg)
-    holder = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      holder = holder[p]
-    holder[leaf] = bad
+    _set(config, key, bad)
     with pytest.raises(ConfigError) as info:
       jobs.validate(config)
     message = str(info.value)
@@ -87,11 +91,7 @@ def test_optional_keys_accept_none_and_check_values():
 ])
 def test_issue_cases_darts(key, value, fragment):
   config = _config("darts_cifar10.py", "quick")
-  holder = config
-  *parents, leaf = key.split(".")
-  for p in parents:
-    holder = holder[p]
-  holder[leaf] = value
+  _set(config, key, value)
   with pytest.raises(ConfigError) as info:
     jobs.validate(config)
   assert str(info.value) == fragment
