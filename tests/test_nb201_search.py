@@ -94,11 +94,12 @@ def test_search_writes_outputs_and_resumes_identically(tmp_path, bench_table):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("estimator,objective,baseline", [("reinforce", "val", "leave_one_out"),
-                                                          ("gumbel_softmax", "train", "moving_average")])
-def test_other_estimators_run(tmp_path, estimator, objective, baseline):
+@pytest.mark.parametrize("estimator,objective,baseline,sampling", [
+    ("reinforce", "val", "leave_one_out", "per_example"),
+    ("gumbel_softmax", "train", "moving_average", "shared")])
+def test_other_estimators_run(tmp_path, estimator, objective, baseline, sampling):
   summary = nb201_search.run(tiny_config(estimator=estimator, objective=objective, baseline=baseline,
-                                         max_steps=3, sampling="shared"), str(tmp_path))
+                                         max_steps=3, sampling=sampling), str(tmp_path))
   assert "benchmark" not in summary  # no table configured
   assert nb201.from_string(summary["arch"])
 

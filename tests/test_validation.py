@@ -116,3 +116,15 @@ def test_choices_are_checked_too():
   config.search.estimator = "snas"
   with pytest.raises(ConfigError, match="search.estimator"):
     jobs.validate(config)
+
+
+@pytest.mark.parametrize("name,arg", [("darts_cifar10.py", "quick"), ("nb201_cifar10.py", "quick_digits")])
+@pytest.mark.parametrize("sampling", ["shared", "per_device"])
+def test_leave_one_out_needs_several_architectures_per_device(name, arg, sampling):
+  # The CI failure of 2026-11-30: this combination used to fail inside the traced step.
+  config = _config(name, arg)
+  config.search.estimator, config.search.baseline, config.search.sampling = "reinforce", "leave_one_out", sampling
+  with pytest.raises(ConfigError, match=r"^search\.baseline='leave_one_out' needs several architectures per device"):
+    jobs.validate(config)
+  config.search.sampling = "per_example"
+  jobs.validate(config)

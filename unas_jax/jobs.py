@@ -42,7 +42,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if "data" in config:
     from unas_jax import data as data_lib  # pylint: disable=import-outside-toplevel
     data_lib.resolve(config.data)
-  if job in ("darts_search", "proxyless_search"):
+  if job in ("darts_search", "proxyless_search", "nb201_search"):
     from unas_jax.search import loop  # pylint: disable=import-outside-toplevel
     loop.validate(config)
   if job == "proxyless_search" and config.get("latency") is not None:

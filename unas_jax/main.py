@@ -20,8 +20,10 @@ Exit codes (``unas_jax.errors``):
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -83,6 +85,27 @@ class _NoLibraryTracebacks:
     return True
 
 
+def _closed_loop_unraisablehook(default):
+  """``sys.unraisablehook`` without the tracebacks of asyncio loops closed under orbax's writers.
+
+  When a checkpoint write fails (disk full), orbax gives up the save and closes its
+  event loop while tensorstore's writer threads still finish; each then reports
+  ``RuntimeError: Event loop is closed`` as an unraisable exception (hundreds of
+  bare tracebacks). The failed save is already reported in one line (exit 74); every
+  other exception still reaches the default hook.
+  """
+
+  def hook(unraisable):
+    exc, tb = unraisable.exc_value, unraisable.exc_traceback
+    last = traceback.extract_tb(tb)[-1:] if tb is not None else []
+    if (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed" and last
+        and last[0].filename.endswith(os.path.join("asyncio", "base_events.py"))):
+      return
+    default(unraisable)
+
+  return hook
+
+
 def _interrupt(signum, frame):
   del signum, frame
   raise KeyboardInterrupt
@@ -93,6 +116,7 @@ def main(argv: list[str]) -> None:
   if _CONFIG.value is None:
     _fail("--config is required, e.g. --config=configs/darts_cifar10.py:quick")
   config = _CONFIG.value
+  sys.unraisablehook = _closed_loop_unraisablehook(sys.unraisablehook)
   if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
     # Library INFO logs (orbax, XLA backends) drown the progress bar; --verbosity=0 restores them.
     logging.set_verbosity(logging.WARNING)

@@ -127,6 +127,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     # Checked before anything is loaded or measured (the fastest-architecture check needs the surrogate).
     if not float(latency.target_ms) > 0:
       raise ConfigError(f"latency.target_ms={latency.target_ms} must be positive (a latency budget in ms)")
+  if s.estimator == "reinforce" and s.baseline == "leave_one_out" and s.sampling != "per_example":
+    # Leave-one-out averages the other architectures a device drew in the same step;
+    # with one draw per device there are none (the traced step would fail deep in XLA).
+    raise ConfigError(f"search.baseline='leave_one_out' needs several architectures per device, but "
+                      f"search.sampling={s.sampling!r} draws one: set search.sampling='per_example' "
+                      f"or search.baseline='moving_average'")
   step_config(config)  # validates the estimator settings
 
 
@@ -167,6 +173,10 @@ def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchS
   mesh = mesh_lib.make_mesh(config.mesh.num_devices, exclude=reserved_devices(config))
   global_batch = config.batch_size
   mesh_lib.check_batch(global_batch, mesh)
+  s = config.search
+  if s.estimator == "reinforce" and s.baseline == "leave_one_out" and global_batch // mesh.size < 2:
+    raise ConfigError(f"search.baseline='leave_one_out' needs at least 2 examples per device; batch_size="
+                      f"{global_batch} on {mesh.size} device(s) gives {global_batch // mesh.size}")
   data_lib.check_sharding(global_batch, jax.process_index(), jax.process_count())
   steps_per_epoch = data_lib.steps_per_epoch(dataset, "search_train", global_batch, jax.process_count())
   return build_search(config, dataset.info, mesh, space, lambda info: space.latency_hooks(config, workdir, info),

@@ -61,7 +61,8 @@ class Checkpointer:
                                              # leftovers of a save killed midway
                                              cleanup_tmp_directories=True),
         item_names=("state", "meta"))
-    self._pending: int | None = None   # the step of the last save started
+    self._pending: int | None = None   # the step of the last save started, until it is waited for
+    self._started: int | None = None   # the step of the last save started (for messages)
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -85,7 +86,9 @@ class Checkpointer:
       self._failed(e)
 
   def _failed(self, e: BaseException) -> None:
-    failed, self._pending = self._pending, None
+    # After a failed wait (self._pending reset), a second wait (close) names the same step.
+    failed = self._pending if self._pending is not None else self._started
+    self._pending = None
     try:
       self._manager.reload()
     except Exception:  # pylint: disable=broad-except
@@ -109,7 +112,7 @@ class Checkpointer:
       self._pending = step
       self._failed(e)
     if started:
-      self._pending = step
+      self._pending = self._started = step
     return started
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict, int] | None:
