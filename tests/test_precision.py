@@ -70,11 +70,17 @@ def test_remat_computes_the_same_loss_and_gradients(build, remat):
   _close(rematted[3], plain[3], 1e-5)   # gradients w.r.t. w and arch
 
 
-@pytest.mark.parametrize("build", [_darts, pytest.param(_proxyless, marks=pytest.mark.xfail(
-    reason="OPEN DEFECT (issue 10): the ProxylessNAS supernet's bfloat16 logits differ from float32's by "
-           "about their own scale (0.94 vs 0.90, measured 2026-11-30); cause not yet found", strict=False))])
+# The ProxylessNAS supernet downsamples 32x: at 32x32 its last stages are 1x1 maps, and their
+# training-mode BatchNorm normalises 4 values per channel. There the float32 network itself is
+# chaotic: rounding only its input to bfloat16 moved the logits by 0.83 at a scale of 0.90
+# (measured 2026-11-30), so no precision test can pass or mean anything. At 128x128 (4x4 maps)
+# the same input rounding moves them by 0.023, and the comparison below is meaningful.
+PROXYLESS_BF16_RES = 128
+
+
+@pytest.mark.parametrize("build", [_darts, _proxyless])
 def test_bfloat16_keeps_parameters_statistics_logits_and_gradients_float32(build):
-  res = 32 if build is _proxyless else RES
+  res = PROXYLESS_BF16_RES if build is _proxyless else RES
   x = jax.random.normal(jax.random.key(1), (N, res, res, 3))
   f32 = _loss_and_grads(build(), x)
   bf16 = _loss_and_grads(build(dtype="bfloat16"), x)

@@ -126,7 +126,10 @@ class BatchNorm(nnx.Module):
     shift = -mean * mul
     if self.bias is not None:
       shift = shift + self.bias.get_value()
-    return (x * mul.astype(dtype) + shift.astype(dtype)).astype(dtype)
+    # In float32 whatever the compute dtype, as ops.batch_norm: x * mul and shift = -mean * mul
+    # nearly cancel wherever |mean| >> std, which in bfloat16 would lose the 8-bit mantissa.
+    # The fused elementwise op still reads and writes the compute dtype.
+    return (x.astype(jnp.float32) * mul + shift).astype(dtype)
 
 
 def batch_norm(num_features: int, *, affine: bool, dtype, rngs: nnx.Rngs | None = None) -> BatchNorm:
