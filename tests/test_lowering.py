@@ -68,7 +68,12 @@ EXPECTED_STEPS = {"darts_search": {"search", "warmup", "eval"},
                   "evaluate": {"train", "eval"}}
 
 
-@pytest.mark.parametrize("job", sorted(JOBS))
+# The ProxylessNAS search (probe included) takes 1-1.5 minutes to lower: CI's slow pass.
+def _jobs(names):
+  return [pytest.param(j, marks=pytest.mark.slow) if j == "proxyless_search" else j for j in names]
+
+
+@pytest.mark.parametrize("job", _jobs(sorted(JOBS)))
 def test_accelerator_lowerings_have_no_conditionals_callbacks_or_float64(job):
   counts = _counts(JOBS[job](), ("cuda", "tpu"))
   assert {name for name, _ in counts} == EXPECTED_STEPS[job]
@@ -81,6 +86,7 @@ def test_accelerator_lowerings_have_no_conditionals_callbacks_or_float64(job):
     assert sum(c["convolutions"].values()) > 0, where
 
 
+@pytest.mark.slow  # a second lowering of the DARTS search step (about a minute)
 def test_cpu_lowering_keeps_the_cpu_kernels():
   """Negative control: the CPU kernels' fusion barriers are conditionals in the cpu lowering."""
   step, args = lowering.job_steps(_darts_search(), probe=False)["search"]
@@ -100,7 +106,7 @@ def test_the_kernels_not_the_platform_decide(kernels, barriers):
   assert (c["conditionals"] > 0) == barriers, c
 
 
-@pytest.mark.parametrize("job", ["darts_search", "proxyless_search", "evaluate"])
+@pytest.mark.parametrize("job", _jobs(["darts_search", "proxyless_search", "evaluate"]))
 def test_bfloat16_lowers_to_bfloat16_convolutions(job):
   """model.dtype=bfloat16: every convolution of every step runs in bf16 on the accelerator."""
   config = JOBS[job](dtype="bfloat16")

@@ -60,6 +60,8 @@ def _close(a, b, tol):
     np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=tol, atol=tol * scale)
 
 
+# Slow (CI's slow pass): each compiles a supernet's forward and backward twice, 2-3 minutes on 2 cores.
+@pytest.mark.slow
 @pytest.mark.parametrize("build,remat", [(_darts, "cell"), (_proxyless, "layer")])
 def test_remat_computes_the_same_loss_and_gradients(build, remat):
   x = jax.random.normal(jax.random.key(1), (N, 32 if build is _proxyless else RES, 32 if build is _proxyless else RES, 3))
@@ -78,6 +80,7 @@ def test_remat_computes_the_same_loss_and_gradients(build, remat):
 PROXYLESS_BF16_RES = 128
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", [_darts, _proxyless])
 def test_bfloat16_keeps_parameters_statistics_logits_and_gradients_float32(build):
   res = PROXYLESS_BF16_RES if build is _proxyless else RES
