@@ -21,6 +21,7 @@ INSTALL_REQUIRES = [
     "tensorboard>=2.16",
     "numpy>=1.26",
     "scikit-learn>=1.3",  # ships the zero-download digits dataset
+    "scipy>=1.11",  # Kendall tau of the latency surrogate (unas_jax/latency/surrogate.py)
     "matplotlib>=3.7",
     "pyyaml>=6.0",
     "tqdm>=4.60",
@@ -37,5 +38,5 @@ setup(
     package_data={"unas_jax.latency": ["data/*.yaml", "data/README.md"]},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5", "scipy>=1.11"]},
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},
 )

@@ -36,6 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.aux_weight, t.drop_path, t.label_smoothing = 0.4, 0.0, 0.1
   config.log_every, config.checkpoint_every, config.eval_every_epochs = 100, 2000, 1.0
   if arg == "quick":
+    config.name += "_quick"
     config.data = defaults.data_config("digits")
     config.data.image_size = 64
     config.model.channels, config.model.num_cells, config.model.auxiliary = 8, 5, False

@@ -33,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.aux_weight, t.drop_path, t.label_smoothing = 0.0, 0.0, 0.1
   config.log_every, config.checkpoint_every, config.eval_every_epochs = 100, 2000, 1.0
   if arg == "quick":
+    config.name += "_quick"
     config.data = defaults.data_config("digits")
     config.model.widths = "8,8,8,16,16,24,24,32,64"
     config.batch_size = 64

@@ -79,6 +79,7 @@ def get_config(arg=None):
   if arg in (None, ""):
     return config
   if arg == "lut":
+    config.name = "proxyless_latency_lut"
     config.model.widths = "mobile"
     config.latency.source = "lut"
     config.latency.lut_path = tables.MOBILE_TABLE

@@ -26,9 +26,21 @@ def test_every_config_file_is_listed():
 
 
 @pytest.mark.parametrize("name,arg", [(n, a) for n, args in sorted(VARIANTS.items()) for a in args])
-def test_variant_loads(name, arg):
-  config = _load(name).get_config(arg)
-  assert config.job and config.name
+def test_variant_loads_names_a_job_and_its_docstring_lists_it(name, arg):
+  """Each variant runs a registered job, and the file's docstring shows how to run that variant."""
+  from unas_jax import jobs  # pylint: disable=import-outside-toplevel
+  module = _load(name)
+  config = module.get_config(arg)
+  assert config.job in jobs.JOBS, (name, arg, config.job)
+  assert f"configs/{name}{':' + arg if arg else ''}" in (module.__doc__ or ""), (
+      f"the docstring of configs/{name} does not show the variant {arg!r}")
+
+
+def test_variants_have_distinct_names():
+  """``config.name`` labels runs and plots: two variants of one file must not share it."""
+  for name, args in VARIANTS.items():
+    names = [_load(name).get_config(a).name for a in args]
+    assert len(set(names)) == len(names), (name, names)
 
 
 @pytest.mark.parametrize("name", sorted(n for n, args in VARIANTS.items() if len(args) > 1))

@@ -110,17 +110,21 @@ def test_pairing_penalty_on_hand_made_cases():
   np.testing.assert_allclose(darts.pairing_penalty(zeta), total, rtol=1e-5)
 
 
-# The published cells (task brief / UNAS paper); ops index UNAS_OPS.
+# The published cells of NVlabs/unas darts/genotypes.py, decoded by hand from their op indices
+# with that file's primitive list (0 skip_connect, 1 sep_conv_3x3, 2 max_pool_3x3,
+# 3 dil_conv_3x3, 4 sep_conv_5x5, 5 avg_pool_3x3, 6 sep_conv_7x7): op names, not indices, so a
+# wrong op order in darts.UNAS_OPS (or a wrong decoding) fails here.
+S3, S5, S7, D3, SK, AV = "sep_conv_3x3", "sep_conv_5x5", "sep_conv_7x7", "dil_conv_3x3", "skip_connect", "avg_pool_3x3"
 PUBLISHED = {
     "unas_cifar10": (
-        [([0, 0], [4, 0]), ([0, 1], [0, 3]), ([0, 1], [1, 3]), ([1, 0], [1, 3])],
-        [([0, 0], [1, 4]), ([1, 0], [0, 1]), ([1, 0], [5, 0]), ([3, 1], [4, 5])]),
+        [((0, 0), (S5, SK)), ((0, 1), (SK, D3)), ((0, 1), (S3, D3)), ((1, 0), (S3, D3))],
+        [((0, 0), (S3, S5)), ((1, 0), (SK, S3)), ((1, 0), (AV, SK)), ((3, 1), (S5, AV))]),
     "unas_cifar100": (
-        [([0, 0], [1, 3]), ([1, 0], [3, 1]), ([0, 1], [0, 1]), ([1, 0], [4, 1])],
-        [([0, 0], [6, 1]), ([1, 0], [1, 4]), ([1, 0], [6, 3]), ([0, 3], [3, 1])]),
+        [((0, 0), (S3, D3)), ((1, 0), (D3, S3)), ((0, 1), (SK, S3)), ((1, 0), (S5, S3))],
+        [((0, 0), (S7, S3)), ((1, 0), (S3, S5)), ((1, 0), (S7, D3)), ((0, 3), (D3, S3))]),
     "unas_imagenet": (
-        [([0, 0], [1, 0]), ([0, 1], [1, 0]), ([1, 0], [1, 4]), ([0, 1], [1, 3])],
-        [([0, 1], [4, 1]), ([0, 1], [4, 1]), ([1, 0], [4, 3]), ([3, 1], [3, 1])]),
+        [((0, 0), (S3, SK)), ((0, 1), (S3, SK)), ((1, 0), (S3, S5)), ((0, 1), (S3, D3))],
+        [((0, 1), (S5, S3)), ((0, 1), (S5, S3)), ((1, 0), (S5, D3)), ((3, 1), (D3, S3))]),
 }
 
 
@@ -128,8 +132,10 @@ PUBLISHED = {
 def test_builtin_unas_genotypes(name):
   g = darts.get_genotype(name)
   normal, reduce = PUBLISHED[name]
-  assert g.to_indices(darts.UNAS_OPS) == {"normal": normal, "reduce": reduce}
+  assert [(n.inputs, n.ops) for n in g.normal] == normal
+  assert [(n.inputs, n.ops) for n in g.reduce] == reduce
   assert g.normal_concat == g.reduce_concat == (2, 3, 4, 5)
+  g.validate(op_names=darts.UNAS_OPS)
 
 
 def test_builtin_darts_v2():

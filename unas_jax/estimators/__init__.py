@@ -12,8 +12,6 @@ from unas_jax.estimators.categorical import (Sample, conditional_scores, discret
 from unas_jax.estimators.gradients import (Estimate, gumbel_softmax, rebar, rebar_variance_gradients,
                                            reinforce, relax, unas)
 
-ESTIMATORS = ("reinforce", "gumbel_softmax", "rebar")
-
 __all__ = [
     "Baseline", "Estimate", "Sample", "conditional_scores", "constant_baseline", "discrete", "entropy",
     "gumbel_noise", "gumbel_softmax", "leave_one_out_baseline", "log_prob", "make_baseline", "mode",

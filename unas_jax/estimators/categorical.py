@@ -33,13 +33,12 @@ Everything is computed in log space (``logaddexp``, ``log1p``/``expm1``), never 
 """
 from __future__ import annotations
 
-from typing import Any
 
+from chex import ArrayTree as PyTree
 from flax import struct
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
 
 
 @struct.dataclass

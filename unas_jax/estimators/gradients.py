@@ -37,11 +37,11 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from chex import ArrayTree as PyTree
 
 from unas_jax.estimators import categorical
 from unas_jax.estimators.baselines import Baseline
 
-PyTree = Any
 sg = jax.lax.stop_gradient
 
 DEFAULT_SAMPLE_SHAPE = (1,)

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from chex import ArrayTree as PyTree
 
 from unas_jax.estimators import categorical
-
-PyTree = Any
 
 
 @dataclasses.dataclass(frozen=True)

@@ -109,6 +109,7 @@ def cifar_recipe(name: str, dataset: str, genotype: str, drop_path: float,
   t.momentum, t.weight_decay, t.grad_clip = 0.9, 3e-4, 5.0
   t.aux_weight, t.drop_path, t.label_smoothing = 0.4, drop_path, 0.0
   if arg == "quick":
+    config.name += "_quick"
     config.data = data_config("digits")
     config.model.channels, config.model.num_cells = 8, 5
     config.batch_size = 64

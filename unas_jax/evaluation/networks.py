@@ -32,14 +32,10 @@
   kernels        'auto' | 'cpu' | 'xla' (:mod:`unas_jax.nn.kernels`).
   dtype          compute dtype 'float32' | 'bfloat16' | 'float16' (:mod:`unas_jax.nn.precision`).
   remat          'none' | 'cell' (darts) | 'layer' (proxyless): ``jax.checkpoint`` keeping conv outputs.
-
-The proxyless network comes from ``unas_jax.nn.proxyless_network`` and is
-imported only when asked for.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from typing import Any, Sequence
 
 from flax import nnx
@@ -47,11 +43,12 @@ import jax
 import ml_collections
 
 from unas_jax.errors import ConfigError
-from unas_jax.evaluation.defaults import model_block as default_model_config  # noqa: F401 (re-export)
 from unas_jax.nn import darts_network
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import precision
+from unas_jax.nn import proxyless_network
 from unas_jax.spaces import darts
+from unas_jax.spaces import proxyless as proxyless_space
 
 SPACES = ("darts", "proxyless")
 DARTS_NETWORKS = ("cifar", "imagenet")
@@ -109,17 +106,6 @@ class DartsEvalNetwork:
     return darts_network.network_macs(self.genotype, tuple(info.image_shape), **kwargs)
 
 
-def _proxyless_modules():
-  """``(unas_jax.nn.proxyless_network, unas_jax.spaces.proxyless)``; ConfigError when absent."""
-  try:
-    network = importlib.import_module("unas_jax.nn.proxyless_network")
-    space = importlib.import_module("unas_jax.spaces.proxyless")
-  except ImportError as e:
-    raise ConfigError(f"model.space='proxyless' needs unas_jax.nn.proxyless_network, which this checkout "
-                      f"lacks ({e}); use model.space='darts'") from None
-  return network, space
-
-
 class _ProxylessCall(nnx.Module):
   """Gives ``ProxylessNetwork`` the evaluation call convention (``drop_path`` accepted, no aux logits).
 
@@ -163,8 +149,7 @@ class ProxylessEvalNetwork:
 
   def build(self, info) -> nnx.Module:
     self._check(info)
-    network, _ = _proxyless_modules()
-    net = network.ProxylessNetwork(self.genotype, self.widths, int(info.num_classes), rngs=nnx.Rngs(self.seed),
+    net = proxyless_network.ProxylessNetwork(self.genotype, self.widths, int(info.num_classes), rngs=nnx.Rngs(self.seed),
                                    dropout=self.dropout, depthwise_impl=self.depthwise_impl, kernels=self.kernels,
                                    dtype=self.dtype, remat=self.remat)
     return _ProxylessCall(net)
@@ -178,8 +163,7 @@ class ProxylessEvalNetwork:
 
   def macs(self, info) -> int:
     self._check(info)
-    network, _ = _proxyless_modules()
-    return int(network.count_macs(self.genotype, self.widths, int(info.image_shape[0]), int(info.num_classes)))
+    return int(proxyless_network.count_macs(self.genotype, self.widths, int(info.image_shape[0]), int(info.num_classes)))
 
 
 def _genotype_label(spec: str) -> str:
@@ -213,7 +197,6 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
     dropout = float(model.get("dropout", 0.0))
     if not 0.0 <= dropout < 1.0:
       raise ConfigError(f"config.model.dropout={dropout} must lie in [0, 1)")
-    _, proxyless_space = _proxyless_modules()
     proxyless_space.get_genotype(spec)  # validates (ConfigError with the reason)
     widths = model.get("widths", "gpu")
     if isinstance(widths, str) and "," in widths:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from typing import Any
 
 from flax import struct
@@ -24,6 +23,7 @@ from jax.sharding import PartitionSpec as P
 import ml_collections
 import numpy as np
 import optax
+from chex import ArrayTree as PyTree
 
 from unas_jax import data as data_lib
 from unas_jax.data import device as device_lib
@@ -40,8 +40,6 @@ from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
 from unas_jax.utils.interrupt import StopRequest
 from unas_jax.utils.progress import Progress
-
-PyTree = Any
 
 
 @struct.dataclass

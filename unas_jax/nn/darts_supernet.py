@@ -39,6 +39,7 @@ from typing import Any, Mapping, Sequence
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from chex import ArrayTree as PyTree
 
 from unas_jax.errors import ConfigError
 from unas_jax.nn import fast_grad
@@ -48,7 +49,6 @@ from unas_jax.nn import precision
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import darts
 
-PyTree = Any
 
 MODES = ("batched", "reference")
 REMAT = ("none", "cell")

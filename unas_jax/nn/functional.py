@@ -21,10 +21,10 @@ import dataclasses
 import math
 from typing import Any, Callable
 
+from chex import ArrayTree as PyTree
 from flax import nnx
 import jax
 
-PyTree = Any
 
 
 class ArchParam(nnx.Variable):

@@ -24,18 +24,18 @@ attribute ``edges`` so ``split(model)[1] == {'edges': [6, 5]}``.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Mapping
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from chex import ArrayTree as PyTree
 
 from unas_jax.errors import ConfigError
 from unas_jax.nn import ops
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import nb201
 
-PyTree = Any
 
 CONV_OPS = {"nor_conv_1x1": 1, "nor_conv_3x3": 3}
 

@@ -28,11 +28,12 @@ layers, so ``split(supernet)[1]`` is exactly the space's layout
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
+from chex import ArrayTree as PyTree
 
 from unas_jax.errors import ConfigError
 from unas_jax.nn import kernels as kernels_lib
@@ -41,7 +42,6 @@ from unas_jax.nn import proxyless_network as pnet
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import proxyless as space
 
-PyTree = Any
 ZERO_DROPOUT = 0.1
 REMAT = ("none", "layer")
 

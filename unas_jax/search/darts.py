@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from flax import nnx
+from chex import ArrayTree as PyTree
 
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError
@@ -15,8 +15,6 @@ from unas_jax.nn.darts_supernet import DartsSupernet
 from unas_jax.parallel import batchnorm
 from unas_jax.search import loop
 from unas_jax.spaces import darts
-
-PyTree = Any
 
 
 class DartsSearchSpace:

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from chex import ArrayTree as PyTree
 
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError, DataError
@@ -40,7 +40,6 @@ from unas_jax.search import loop
 from unas_jax.spaces import nb201
 from unas_jax.spaces import nb201_tables as tables
 
-PyTree = Any
 LATENCY_SOURCES = ("table",)
 
 

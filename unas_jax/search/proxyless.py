@@ -39,13 +39,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from chex import ArrayTree as PyTree
 
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError, DataError
@@ -62,7 +62,6 @@ from unas_jax.search import step as step_lib
 from unas_jax.spaces import proxyless as space
 from unas_jax.utils import files
 
-PyTree = Any
 SOURCES = ("probe", "lut", "blocks")
 STATISTICS = ("median", "min")
 

@@ -49,7 +49,6 @@ import numpy as np
 
 from unas_jax.errors import ConfigError
 
-PyTree = Any
 
 # DARTS (Liu et al. 2019) primitives, in the reference's order.
 DARTS_OPS: tuple[str, ...] = ("none", "max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3",

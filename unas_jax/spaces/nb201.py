@@ -38,7 +38,6 @@ import numpy as np
 
 from unas_jax.errors import ConfigError
 
-PyTree = Any
 
 # The NB201 op set, in the benchmark's order.
 OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")

@@ -44,7 +44,6 @@ import numpy as np
 
 from unas_jax.errors import ConfigError
 
-PyTree = Any
 
 MBCONV_OPS = ("k3_e3", "k5_e3", "k7_e3", "k3_e6", "k5_e6", "k7_e6")
 ZERO = "zero"
