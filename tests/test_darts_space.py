@@ -217,7 +217,8 @@ def test_wrong_number_of_nodes():
 
 
 def test_op_index_out_of_range():
-  normal, reduce = PUBLISHED["unas_cifar100"]  # uses op 6
+  g = darts.get_genotype("unas_cifar100")  # its reduction cell uses op 6 (sep_conv_7x7)
+  normal, reduce = (g.to_indices(darts.UNAS_OPS)[t] for t in ("normal", "reduce"))
   with pytest.raises(ConfigError, match="op index 6; the op set has 5 ops"):
     darts.genotype_from_indices(normal, reduce, darts.op_set("unas5"))
 

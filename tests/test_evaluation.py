@@ -1,10 +1,8 @@
 """The evaluate job: configs, validation, summary, network adapters and a tiny training run."""
-import importlib
 import importlib.util
 import json
 import os
 
-from flax import nnx
 import jax
 import numpy as np
 import pytest
@@ -15,8 +13,6 @@ from unas_jax.nn import functional
 from unas_jax.spaces import reference_counts
 
 CONFIGS = ["darts_cifar10_eval", "darts_cifar100_eval", "darts_imagenet_eval", "proxyless_imagenet_eval"]
-HAS_PROXYLESS = importlib.util.find_spec("unas_jax.nn.proxyless_network") is not None
-needs_proxyless = pytest.mark.skipif(not HAS_PROXYLESS, reason="unas_jax.nn.proxyless_network is not in this checkout")
 
 
 def _config(name, arg=None):
@@ -143,7 +139,6 @@ def test_tiny_training_run_writes_results_and_resumes(tmp_path, capsys):
 # ---------------------------------------------------------------- ProxylessNAS
 
 
-@needs_proxyless
 def test_proxyless_adapter_call_convention_and_counts():
   from unas_jax.nn import proxyless_network  # pylint: disable=import-outside-toplevel
   config = _config("proxyless_imagenet_eval", "quick")
@@ -158,7 +153,6 @@ def test_proxyless_adapter_call_convention_and_counts():
   assert not any(network.is_aux(p) for p in [("net", "stem")])
 
 
-@needs_proxyless
 @pytest.mark.parametrize("genotype", ["unas_proxyless", "proxylessnas_gpu"])
 def test_proxyless_networks_match_the_reference(genotype):
   # Ground truth: the PyTorch reference at GPU widths (unas_jax/spaces/reference_counts.py).
@@ -175,17 +169,3 @@ def test_proxyless_networks_match_the_reference(genotype):
   assert network.macs(Info()) == macs
 
 
-def test_proxyless_space_without_the_module_is_a_config_error(monkeypatch):
-  if HAS_PROXYLESS:
-    monkeypatch.setattr(importlib, "import_module", _refuse_proxyless(importlib.import_module))
-  model = defaults.model_block("proxyless")
-  with pytest.raises(ConfigError, match="proxyless_network"):
-    networks.from_config(model)
-
-
-def _refuse_proxyless(real):
-  def import_module(name, *args):
-    if "proxyless" in name:
-      raise ImportError(f"No module named {name!r}")
-    return real(name, *args)
-  return import_module
