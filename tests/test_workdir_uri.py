@@ -83,3 +83,38 @@ def test_run_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
                                                    "summary.json"]
   assert darts.load_genotype(run / "genotype" / "genotype.json") == darts.BUILTIN_GENOTYPES["unas_cifar10"]
   assert (run / "search_curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_latency_and_nb201_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
+  """The surrogate (saved, reported, plotted, read back), the probe cache's place, NB201 files."""
+  from unas_jax.latency import probe as probe_lib
+  from unas_jax.latency import surrogate as surrogate_lib
+  from unas_jax.spaces import nb201
+  monkeypatch.chdir(tmp_path)
+  bucket = tmp_path / "bucket"
+  bucket.mkdir()
+  workdir = "gs://runs/latency"
+  genotypes = proxyless.random_genotypes(0, 12)
+  ms = np.linspace(1.0, 3.0, 12)
+  with fake_bucket(bucket):
+    directory = files.makedirs(os.path.join(workdir, "latency"))
+    fitted, report = surrogate_lib.fit_surrogate(genotypes, ms, lam=1.0)
+    fitted.save(os.path.join(directory, "surrogate.npz"))
+    surrogate_lib.write_report({"mae": 0.1}, os.path.join(directory, "report.json"))
+    surrogate_lib.scatter_plot(report["y_test"], report["y_pred"], os.path.join(directory, "scatter.png"))
+    loaded = surrogate_lib.LinearSurrogate.load(os.path.join(directory, "surrogate.npz"))
+    np.testing.assert_allclose(loaded.latencies(genotypes), fitted.latencies(genotypes))
+    cell = nb201.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+                             "skip_connect~2|")
+    nb201.save_genotype(cell, os.path.join(workdir, "cell.json"))
+    nb201.plot_cell(cell, os.path.join(workdir, "cell.png"))
+    assert nb201.load_genotype(os.path.join(workdir, "cell.json")) == cell
+  # The probe's append-only cache cannot live in an object store: local, keyed by the URI.
+  cache = probe_lib.cache_path(workdir, "probe_cache.jsonl")
+  assert "://" not in cache and cache != probe_lib.cache_path("gs://runs/other", "probe_cache.jsonl")
+  assert probe_lib.cache_path(str(tmp_path), "c.jsonl") == os.path.join(str(tmp_path), "c.jsonl")
+  assert not any(p.name.startswith("gs:") for p in tmp_path.iterdir()), os.listdir(tmp_path)
+  run = bucket / "runs" / "latency"
+  assert sorted(p.name for p in (run / "latency").iterdir()) == [
+      "report.json", "scatter.png", "surrogate.npz", "surrogate_report.json"]
+  assert sorted(p.name for p in run.iterdir()) == ["cell.json", "cell.png", "latency"]

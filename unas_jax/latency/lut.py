@@ -17,9 +17,9 @@ a Pixel 1 phone, the mobile widths at 224x224).
 """
 from __future__ import annotations
 
-import os
 from typing import Mapping, Sequence
 
+from etils import epath
 import numpy as np
 import yaml
 
@@ -52,17 +52,16 @@ class LatencyLUT:
 
   @classmethod
   def from_yaml(cls, path: str) -> "LatencyLUT":
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():
       raise ConfigError(f"latency table {path!r} does not exist (a ProxylessNAS-format YAML of per-block "
                         "latencies, e.g. proxylessnas_mobile_trim.yaml)")
-    with open(path) as f:
-      try:
-        entries = yaml.safe_load(f)
-      except yaml.YAMLError as e:
-        raise ConfigError(f"latency table {path!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    try:
+      entries = yaml.safe_load(epath.Path(path).read_text())
+    except yaml.YAMLError as e:
+      raise ConfigError(f"latency table {path!r} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(entries, Mapping):
       raise ConfigError(f"latency table {path!r} must map block keys to {{mean, var, count}}")
-    return cls(entries, name=os.path.basename(path))
+    return cls(entries, name=epath.Path(path).name)
 
   def lookup(self, key: str, widths: Sequence[int], resolution: int) -> float:
     """Mean latency of ``key``; a missing key raises :class:`ConfigError` naming it."""

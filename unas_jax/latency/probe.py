@@ -29,9 +29,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import platform
+import tempfile
 import threading
 import time
 from typing import Iterable, Sequence
@@ -52,6 +54,7 @@ from unas_jax.nn.proxyless_network import ProxylessNetwork
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.spaces import proxyless as space
 from unas_jax.utils import compilation_cache
+from unas_jax.utils import files
 
 CACHE_FILE = "latency_cache.jsonl"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -186,6 +189,20 @@ def summarise(times_s: Sequence[float]) -> dict[str, float]:
   q25, q50, q75 = np.percentile(t, [25, 50, 75])
   return {"median_ms": float(q50), "iqr_ms": float(q75 - q25), "std_ms": float(t.std()),
           "min_ms": float(t.min()), "num_runs": int(len(t))}
+
+
+def cache_path(workdir: str, cache_file: str) -> str:
+  """Where the measurement cache lives: in the workdir, or on local disk for a URI workdir.
+
+  The cache is a lock-protected append log shared by concurrent probes, which object
+  stores (``gs://``) cannot append to. What a resume needs from the measurements (the
+  fitted surrogate, its report, the block table) is written to the workdir itself; a
+  URI workdir's cache is only a speed-up, kept under the system's temporary folder.
+  """
+  if files.is_local(workdir):
+    return os.path.join(workdir, cache_file)
+  digest = hashlib.sha1(str(workdir).encode()).hexdigest()[:16]
+  return os.path.join(tempfile.gettempdir(), "unas_jax_latency_cache", digest, cache_file)
 
 
 class LatencyCache:
@@ -362,7 +379,7 @@ class LatencyProbe:
     self.device = device or timing_device()
     self.device_kind = device_kind(self.device)
     self.versions = versions()
-    self.cache = LatencyCache(os.path.join(workdir, cache_file) if workdir else None)
+    self.cache = LatencyCache(cache_path(workdir, cache_file) if workdir else None)
     self.gate = TimingGate(exclusive_timing)
     if persistent_cache_dir:
       # Every architecture's forward, however quick to compile: a probe reuses them across runs.

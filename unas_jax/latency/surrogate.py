@@ -16,16 +16,18 @@ reachable latency ``b + sum_i min_j l_ij``.
 from __future__ import annotations
 
 import dataclasses
-import json
+import io
 import os
 from typing import Sequence
 
+from etils import epath
 import numpy as np
 import scipy.stats
 
 from unas_jax.errors import ConfigError
 from unas_jax.latency.additive import AdditiveLatency
 from unas_jax.spaces import proxyless as space
+from unas_jax.utils import files
 
 
 def ridge(x: np.ndarray, y: np.ndarray, lam: float = 1.0) -> tuple[np.ndarray, float]:
@@ -96,16 +98,17 @@ class LinearSurrogate(AdditiveLatency):
 
   def save(self, path: str) -> None:
     """``.npz`` of :meth:`to_arrays` (plus the report as JSON next to it, if any)."""
-    np.savez(path, **self.to_arrays())
+    buffer = io.BytesIO()
+    np.savez(buffer, **self.to_arrays())
+    files.write_bytes(path, buffer.getvalue())
     if self.report is not None:
-      with open(os.path.splitext(path)[0] + "_report.json", "w") as f:
-        json.dump(self.report, f, indent=2)
+      files.write_json(os.path.splitext(path)[0] + "_report.json", self.report, indent=2)
 
   @classmethod
   def load(cls, path: str) -> "LinearSurrogate":
-    if not os.path.isfile(path):
+    if not files.is_file(path):
       raise ConfigError(f"surrogate file {path!r} does not exist")
-    with np.load(path) as data:
+    with np.load(io.BytesIO(epath.Path(path).read_bytes())) as data:
       return cls.from_arrays(dict(data))
 
 
@@ -142,8 +145,7 @@ def fit_surrogate(genotypes: Sequence[space.ProxylessGenotype], latencies_ms: Se
 
 
 def write_report(report: dict, path: str) -> None:
-  with open(path, "w") as f:
-    json.dump(report, f, indent=2)
+  files.write_json(path, report, indent=2)
 
 
 def scatter_plot(y_true: Sequence[float], y_pred: Sequence[float], path: str, title: str = "") -> None:
@@ -165,7 +167,7 @@ def scatter_plot(y_true: Sequence[float], y_pred: Sequence[float], path: str, ti
   ax.text(0.03, 0.97, f"n={m['n']}  MAE={m['mae_ms']:.3f} ms\nMAPE={m['mape_pct']:.1f}%  R²={m['r2']:.3f}\n"
           f"Kendall τ={m['kendall_tau']:.3f}", transform=ax.transAxes, va="top", fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  files.save_figure(fig, path, dpi=120)
   plt.close(fig)
 
 

@@ -21,7 +21,6 @@ refitted on every row.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -39,6 +38,7 @@ from unas_jax.parallel import batchnorm
 from unas_jax.search import loop
 from unas_jax.spaces import nb201
 from unas_jax.spaces import nb201_tables as tables
+from unas_jax.utils import files
 
 LATENCY_SOURCES = ("table",)
 
@@ -61,8 +61,7 @@ class NB201TableLatency:
     self.config = lc
     self.eps = config.search.eps
     self.table = tables.LatencyTable(lc.table_path)
-    self.directory = os.path.join(workdir, "latency")
-    os.makedirs(self.directory, exist_ok=True)
+    self.directory = files.makedirs(os.path.join(workdir, "latency"))
     self.coef = np.zeros(nb201.NUM_EDGES * nb201.NUM_OPS)
     self.bias = 0.0
     self.report: dict = {}
@@ -184,11 +183,11 @@ class NB201SearchSpace:
     nb201.plot_cell(genotype, paths[1], title=title)
     if self.latency is not None:
       path = os.path.join(out_dir, "latency.json")
-      with open(path, "w") as f:
-        json.dump({"table_ms": self.latency.table.latency(genotype),
-                   "predicted_ms": float(nb201.cells_to_flat([genotype])[0] @ self.latency.coef + self.latency.bias),
-                   "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
-                   "penalty": self.config.latency.penalty}, f, indent=1)
+      files.write_json(path, {
+          "table_ms": self.latency.table.latency(genotype),
+          "predicted_ms": float(nb201.cells_to_flat([genotype])[0] @ self.latency.coef + self.latency.bias),
+          "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
+          "penalty": self.config.latency.penalty})
       paths.append(path)
     return paths
 
@@ -228,8 +227,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if result is not None:
     summary["benchmark"] = result.to_dict()
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+    files.write_json(os.path.join(workdir, "summary.json"), summary)
     print(f"NB201 cell: {cell}", flush=True)
     if result is not None:
       print(f"benchmark ({space.benchmark.path}): CIFAR-10 {result.cifar10:.2f}%, CIFAR-100 {result.cifar100:.2f}%, "

@@ -37,7 +37,6 @@ making.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -120,7 +119,7 @@ class ProxylessLatency:
       pass  # process 0 measures and fits; this process receives (see the class docstring)
     elif lc.source == "lut":
       lut_path = tables.resolve(lc.lut_path)
-      if not lut_path or not os.path.isfile(lut_path):
+      if not lut_path or not files.is_file(lut_path):
         raise ConfigError(f"latency.lut_path={lc.lut_path!r} is not a file; give a ProxylessNAS-format latency "
                           f"YAML or {tables.MOBILE_TABLE!r} (the published phone table), or use latency.source=probe")
       # The table prices the deployed network, whose widths may differ from the
@@ -143,9 +142,8 @@ class ProxylessLatency:
     lc = self.config
     path = os.path.join(self.directory, "blocks_table.json")
     key = self.probe.key(space.uniform_genotype("k3_e3"))  # device, dtype, shapes, versions
-    if os.path.exists(path):
-      with open(path) as f:
-        saved = json.load(f)
+    if files.exists(path):
+      saved = files.read_json(path)
       if saved.get("key") == key:
         return AdditiveLatency({k: np.asarray(v) for k, v in saved["table"].items()}, saved["bias"],
                                source="blocks*calibrated")
@@ -169,9 +167,9 @@ class ProxylessLatency:
     if t:
       print(f"latency blocks: {len(block_stats)} blocks, scale {scale:.3f}; held-out whole networks ({n_test}): "
             f"MAPE {t['mape_pct']:.1f}%, Kendall tau {t['kendall_tau']:.3f}", flush=True)
-    with open(path, "w") as f:
-      json.dump({"key": key, "bias": scaled.bias, "table": {k: np.asarray(v).tolist() for k, v in scaled.table.items()},
-                 "report": report}, f)
+    files.write_json(path, {"key": key, "bias": scaled.bias,
+                            "table": {k: np.asarray(v).tolist() for k, v in scaled.table.items()},
+                            "report": report}, indent=None)
     return scaled
 
   # -- measuring
@@ -243,9 +241,9 @@ class ProxylessLatency:
   def _fit_main(self) -> None:
     lc = self.config
     path = os.path.join(self.directory, "surrogate.npz")
-    if os.path.exists(path):
+    if files.exists(path):
       self.surrogate = surrogate_lib.LinearSurrogate.load(path)
-      self.report = json.load(open(os.path.join(self.directory, "surrogate_report.json")))
+      self.report = files.read_json(os.path.join(self.directory, "surrogate_report.json"))
       return
     genotypes = space.random_genotypes(lc.surrogate_seed, lc.surrogate_archs)
     if self.table is not None:

@@ -29,14 +29,15 @@ import dataclasses
 import itertools
 import json
 import os
-import pathlib
 from typing import Any, Iterator, Mapping, Sequence
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.errors import ConfigError
+from unas_jax.utils import files
 
 
 # The NB201 op set, in the benchmark's order.
@@ -202,15 +203,12 @@ def save_genotype(cell: Cell, path: str | os.PathLike, meta: Mapping[str, Any] |
   d = {"format": GENOTYPE_FORMAT, "version": GENOTYPE_VERSION, "arch": str(cell), "ops": list(cell.ops)}
   if meta:
     d["meta"] = dict(meta)
-  path = pathlib.Path(path)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(d, indent=1, sort_keys=True) + "\n")
-  tmp.replace(path)
+  files.write_text(path, json.dumps(d, indent=1, sort_keys=True) + "\n")
 
 
 def load_genotype(path: str | os.PathLike) -> Cell:
   """Reads :func:`save_genotype`'s file."""
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   if not path.is_file():
     raise ConfigError(f"NB201 genotype file {str(path)!r} does not exist")
   try:
@@ -260,5 +258,5 @@ def plot_cell(cell: Cell, path: str | os.PathLike, *, title: str | None = None) 
   ax.axis("off")
   ax.set_title(title or str(cell), fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110, bbox_inches="tight")
+  files.save_figure(fig, path, dpi=110, bbox_inches="tight")
   plt.close(fig)

@@ -26,8 +26,33 @@ def write_text(path, text: str) -> None:
   tmp.replace(path)
 
 
+def write_bytes(path, data: bytes) -> None:
+  """Writes ``data`` atomically where the storage allows (a temporary file, then rename)."""
+  path = epath.Path(path)
+  tmp = path.parent / (path.name + ".tmp")
+  tmp.write_bytes(data)
+  tmp.replace(path)
+
+
 def write_json(path, obj: Any, indent: int = 1) -> None:
   write_text(path, json.dumps(obj, indent=indent))
+
+
+def read_json(path) -> Any:
+  return json.loads(epath.Path(path).read_text())
+
+
+def exists(path) -> bool:
+  return epath.Path(path).exists()
+
+
+def is_file(path) -> bool:
+  return epath.Path(path).is_file()
+
+
+def is_local(path) -> bool:
+  """False for URIs (``gs://...``): paths that ``open``/``os`` cannot reach."""
+  return "://" not in str(path)
 
 
 def listdir(path) -> list[str]:
