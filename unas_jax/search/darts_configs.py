@@ -26,9 +26,9 @@ def darts_search_config(dataset: str, arg: str | None) -> ml_collections.ConfigD
   if arg != "quick":
     raise ValueError(f"unknown config variant {arg!r}; use ':quick' or nothing")
   # Zero-download, under 5 minutes on a 2-core CPU from a cold compilation cache (README
-  # "Quick start"), most of it one compile of the search step. Measured: 3:57 with the
-  # machine's other core busy; the mode architecture ends at 58% search-val accuracy
-  # against 22% for random architectures under the same weights (chance 10%).
+  # "Quick start"). Measured: 2:42 on a quiet machine (63 s of it compiling the search
+  # step), 3:57 with the other core busy; the mode architecture ends at 58% search-val
+  # accuracy against 22% for random architectures under the same weights (chance 10%).
   config.name = f"darts_{dataset}_quick"
   config.data = defaults.data_lib.default_config("digits")
   config.data.image_size = 8   # the digits' own 8x8 (no upsampling); two reductions: 8 -> 4 -> 2
