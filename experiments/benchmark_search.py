@@ -8,6 +8,11 @@ Any config override works as on the main command line. Besides the whole step
 it times its parts (discrete forwards, REBAR's relaxed forward+backward for phi,
 the w update's forward+backward) to show what dominates. Prints one table;
 quote medians and name the machine.
+
+``--quiet-check`` (on by default) reads ``/proc`` before and after the compile and
+the timed steps and prints how much CPU *other* processes used meanwhile (in cores,
+and the busiest of them): on a shared machine a figure measured while something
+else ran is visible in the output, not only in a note beside it.
 """
 import json
 import os
@@ -33,6 +38,50 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/darts_cifar10.py:qu
 _STEPS = flags.DEFINE_integer("steps", 10, "timed steps (after one compile step)")
 _PARTS = flags.DEFINE_bool("parts", True, "also time the step's parts")
 _JSON = flags.DEFINE_string("json", None, "also write the figures to this JSON file")
+_QUIET_CHECK = flags.DEFINE_bool("quiet_check", True, "report other processes' CPU use during compile and steps")
+flags.DEFINE_alias("quiet-check", "quiet_check")
+
+
+def _proc_cpu_seconds() -> dict[int, tuple[float, str]]:
+  """``{pid: (user + system CPU seconds, command)}`` of every process readable in /proc."""
+  tick = os.sysconf("SC_CLK_TCK")
+  out = {}
+  for name in os.listdir("/proc"):
+    if not name.isdigit():
+      continue
+    try:
+      with open(f"/proc/{name}/stat") as f:
+        raw = f.read()
+      with open(f"/proc/{name}/cmdline", "rb") as f:
+        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+      continue
+    fields = raw[raw.rindex(")") + 2:].split()
+    out[int(name)] = ((int(fields[11]) + int(fields[12])) / tick, cmd or raw[raw.index("(") + 1:raw.rindex(")")])
+  return out
+
+
+class QuietCheck:
+  """Other processes' CPU use between :meth:`start` and :meth:`stop` (cores = CPU seconds / wall seconds)."""
+
+  def start(self):
+    self.t0, self.before = time.perf_counter(), _proc_cpu_seconds()
+
+  def stop(self) -> dict:
+    wall, after = time.perf_counter() - self.t0, _proc_cpu_seconds()
+    me = os.getpid()
+    used = {pid: (cpu - self.before.get(pid, (0.0, ""))[0], cmd) for pid, (cpu, cmd) in after.items() if pid != me}
+    busiest = sorted(((round(c / wall, 2), pid, cmd[:80]) for pid, (c, cmd) in used.items() if c > 0.01 * wall),
+                     reverse=True)[:3]
+    return {"wall_s": wall, "other_cores": sum(c for c, _ in used.values()) / wall,
+            "cores": os.cpu_count(), "load_avg": os.getloadavg(), "busiest_others": busiest}
+
+
+def _quiet_line(name: str, q: dict) -> str:
+  others = "; ".join(f"pid {pid} {cores:.2f} cores: {cmd}" for cores, pid, cmd in q["busiest_others"]) or "none"
+  verdict = "quiet" if q["other_cores"] < 0.1 else "NOT QUIET"
+  return (f"  quiet check ({name}): other processes used {q['other_cores']:.2f} of {q['cores']} cores over "
+          f"{q['wall_s']:.0f} s ({verdict}); load average {q['load_avg'][0]:.2f}; busiest others: {others}")
 
 
 def _median_time(fn, *args, repeats):
@@ -57,11 +106,16 @@ def main(argv):
   bt, bv = mesh_lib.put_batch((x_t, y_t), mesh), mesh_lib.put_batch((x_v, y_v), mesh)
   state, control = setup.state, jnp.zeros(())
 
+  quiet = {}
+  check = QuietCheck()
+  check.start()
   t = time.perf_counter()
   latency_ms, control = loop.latency_inputs(setup, state, control)
   state, metrics = setup.search_step(state, bt, bv, latency_ms, control)
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t
+  quiet["compile"] = check.stop()
+  check.start()
   step_times = []
   for _ in range(_STEPS.value):
     t = time.perf_counter()
@@ -70,6 +124,7 @@ def main(argv):
     jax.block_until_ready(state)
     step_times.append(time.perf_counter() - t)
   step_s = float(np.median(step_times))
+  quiet["steps"] = check.stop()
   rows = {"config": f"{config.model.cells} cells, {config.model.channels} ch, batch {batch}, "
                     f"{x_t.shape[1]}x{x_t.shape[2]}, ops {config.model.ops}, {cfg.estimator} + L_{cfg.objective}, "
                     f"{cfg.sampling}",
@@ -103,6 +158,8 @@ def main(argv):
       m, _ = _median_time(fn, w, arch, repeats=max(3, _STEPS.value // 2))
       part_rows[name] = {"median_s": m, "compile_s": c}
     rows["parts"] = part_rows
+  if _QUIET_CHECK.value:
+    rows["quiet_check"] = quiet
   rows["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
   print(f"search step benchmark: {rows['config']} on {rows['devices']}")
@@ -113,6 +170,8 @@ def main(argv):
   for name, p in rows.get("parts", {}).items():
     print(f"  part: {name:38s} {p['median_s']:7.3f} s (compile {p['compile_s']:.1f} s)")
   print(f"  peak host memory (RSS)   {rows['peak_rss_gib']:8.2f} GiB")
+  for name, q in rows.get("quiet_check", {}).items():
+    print(_quiet_line(name, q))
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump(rows, f, indent=1)

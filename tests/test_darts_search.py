@@ -53,6 +53,10 @@ def test_search_writes_outputs_and_resumes_identically(tmp_path):
     assert (straight / "genotype" / name).stat().st_size > 1000
   assert (straight / "selector_probabilities.png").exists()
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(straight / "tensorboard"))
+  final = summary["final_eval"]
+  assert len(final["random_archs_val_acc"]) == 8 and 0.0 <= final["random_archs_val_acc_mean"] <= 1.0, final
+  assert final["chance_acc"] == 0.1 and final["entropy_start"] > final["entropy"] > 0, final
+  assert json.load(open(straight / "summary.json"))["final_eval"] == final
   history = [json.loads(l) for l in open(straight / "history.jsonl")]
   assert [r["step"] for r in history if r.get("phase") == "search"] == [2, 4, 6]
 
@@ -67,6 +71,21 @@ def test_search_writes_outputs_and_resumes_identically(tmp_path):
     np.testing.assert_array_equal(a, b)
   # phi moved away from its initialisation: the comparison is not vacuous.
   assert max(float(np.max(np.abs(a))) for a in jax.tree.leaves(phi_a)) > 2e-3
+
+
+def test_random_architectures_are_uniform_one_hot_and_fixed_by_seed():
+  from unas_jax.search import loop
+  space = darts.DartsSpace("unas4")
+  phi = darts.init_phi(jax.random.key(0), space, 1.0)
+  archs = loop.random_architectures(phi, 64, seed=1)
+  again = loop.random_architectures(phi, 64, seed=1)
+  for a, b in zip(jax.tree.leaves(archs), jax.tree.leaves(again)):
+    np.testing.assert_array_equal(a, b)
+  ops = np.stack([np.asarray(a["normal"]["ops"]) for a in archs])  # [64, 1, ..., K]
+  assert ops.shape[1] == 1 and np.all(ops.sum(-1) == 1) and set(np.unique(ops)) == {0.0, 1.0}
+  # Uniform, not phi's (phi has scale 1 logits): every op is drawn about equally often.
+  counts = ops.reshape(-1, ops.shape[-1]).sum(0)
+  assert counts.min() > 0.15 * counts.sum(), counts
 
 
 def test_bad_inputs_fail_clearly(tmp_path):

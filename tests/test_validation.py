@@ -87,7 +87,7 @@ def test_optional_keys_accept_none_and_check_values():
     ("search.max_steps", -4, "config.search.max_steps=-4 must be an integer in [0, inf)"),
     ("search.w_lr", 0.0, "config.search.w_lr=0.0 must be a finite number in (0, inf)"),
     ("search.w_lr", float("inf"), "config.search.w_lr=inf must be a finite number in (0, inf)"),
-    ("search.init_epochs", 7, "config.search.init_epochs=7 must lie in [0, config.search.epochs=6]"),
+    ("search.init_epochs", 9, "config.search.init_epochs=9 must lie in [0, config.search.epochs=8]"),
 ])
 def test_issue_cases_darts(key, value, fragment):
   config = _config("darts_cifar10.py", "quick")

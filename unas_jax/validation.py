@@ -89,6 +89,7 @@ RANGES: dict[str, Range] = {
     "search.phi_beta1": FRACTION_OPEN_TOP,
     "search.phi_beta2": FRACTION_OPEN_TOP,
     "search.phi_init_scale": NON_NEGATIVE,
+    "search.random_archs": _int(0),          # 0: no random-architecture comparison at the end
     # latency (docs/design.md sections 3 and 8)
     "latency.target_ms": POSITIVE,
     "latency.c": NON_NEGATIVE,

@@ -61,6 +61,8 @@ class Estimate(NamedTuple):
     eta_grad: for REBAR/UNAS, ``d/d eta`` of the squared norm of this estimate,
       an unbiased estimate of the gradient of the estimator's variance used to
       learn ``eta`` (REBAR's remedy); None elsewhere.
+    params_grads: with ``params`` (see :func:`unas`), ``d/dparams`` of the
+      relaxed forward's ``aux['params_loss']``; else None.
   """
   grads: PyTree
   f_z: jax.Array
@@ -69,11 +71,43 @@ class Estimate(NamedTuple):
   aux: Any = None
   baseline_state: Any = None
   eta_grad: jax.Array | None = None
+  params_grads: PyTree = None
 
 
 def _call(loss_fn, arch, has_aux):
   out = loss_fn(arch)
   return out if has_aux else (out, None)
+
+
+def _bind(loss_fn, params, has_aux):
+  """``loss_fn`` with ``params`` bound (``loss_fn(arch, params)``), checked to need aux."""
+  if params is None:
+    return loss_fn
+  if not has_aux:
+    raise ValueError("params needs has_aux=True: loss_fn(arch, params) must return (value, aux) with "
+                     "aux['params_loss'] a scalar")
+  return lambda arch: loss_fn(arch, params)
+
+
+def _phi_only(surrogate):
+  """``p -> (J, aux)`` from ``surrogate(p, params) -> ((J, J_params), aux)`` without params."""
+  def fn(p):
+    (j, _), aux = surrogate(p, None)
+    return j, aux
+  return fn
+
+
+def _grads_two_cotangents(surrogate, phi, params):
+  r"""``d J/d phi`` and ``d J_params/d params`` of ``surrogate(phi, params) -> ((J, J_params), aux)``.
+
+  One forward (``jax.vjp``) and two cotangents, ``(1, 0)`` and ``(0, 1)``: the relaxed
+  forward of the network is traced once for both gradients; XLA drops the halves of
+  each backward pass whose results are unused (``d J/d params``, ``d J_params/d phi``).
+  """
+  (j, j_params), vjp_fn, aux = jax.vjp(surrogate, phi, params, has_aux=True)
+  grads, _ = vjp_fn((jnp.ones_like(j), jnp.zeros_like(j_params)))
+  _, params_grads = vjp_fn((jnp.zeros_like(j), jnp.ones_like(j_params)))
+  return grads, params_grads, aux
 
 
 def _check_values(name: str, values: jax.Array, sample_shape) -> jax.Array:
@@ -139,30 +173,36 @@ def reinforce(phi: PyTree, key: jax.Array, loss: jax.Array | Callable, *, eps: f
 
 def gumbel_softmax(phi: PyTree, key: jax.Array, loss_fn: Callable, *, tau: float = 0.4,
                    eps: float = 0.0, sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE,
-                   has_aux: bool = False, uniform_clamp: float | None = None) -> Estimate:
+                   has_aux: bool = False, uniform_clamp: float | None = None,
+                   params: PyTree = None) -> Estimate:
   r"""Gumbel-softmax (SNAS): ``d/dphi L(zeta)``, ``zeta = softmax((l + g)/tau)``.
 
   Biased: the relaxed loss is not the discrete loss. Kept as the low-variance
   baseline the paper compares against; the tests check that it *is* biased.
-  ``f_z`` is the discrete loss, evaluated for logging only.
+  ``f_z`` is the discrete loss, evaluated for logging only. ``params``: as in :func:`unas`.
   """
-  def surrogate(p):
+  def surrogate(p, params_):
     sample = categorical.sample(key, categorical.soften(p, eps), tau=tau, sample_shape=sample_shape,
                                 uniform_clamp=uniform_clamp)
-    value, aux = _call(loss_fn, sample.zeta, has_aux)
-    return jnp.mean(value), (value, aux, sample)
+    value, aux = _call(_bind(loss_fn, params_, has_aux), sample.zeta, has_aux)
+    j_params = aux["params_loss"] if params_ is not None else None
+    return (jnp.mean(value), j_params), (value, aux, sample)
 
-  grads, (f_relaxed, aux_relaxed, sample) = jax.grad(surrogate, has_aux=True)(phi)
-  f_z, aux_discrete = _call(loss_fn, sample.z, has_aux)
+  if params is None:
+    grads, (f_relaxed, aux_relaxed, sample) = jax.grad(_phi_only(surrogate), has_aux=True)(phi)
+    params_grads = None
+  else:
+    grads, params_grads, (f_relaxed, aux_relaxed, sample) = _grads_two_cotangents(surrogate, phi, params)
+  f_z, aux_discrete = _call(_bind(loss_fn, params, has_aux), sample.z, has_aux)
   return Estimate(grads=grads, f_z=sg(f_z), f_relaxed=sg(f_relaxed), sample=sg(sample),
-                  aux={"discrete": aux_discrete, "relaxed": aux_relaxed})
+                  aux={"discrete": aux_discrete, "relaxed": aux_relaxed}, params_grads=params_grads)
 
 
 def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.Array | None = None,
          control_fn: Callable | None = None, *, eta: float | jax.Array = 1.0, tau: float | jax.Array = 0.4,
          eps: float = 0.0, sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
          has_aux: bool = False, sampler: Callable | None = None,
-         uniform_clamp: float | None = None) -> Estimate:
+         uniform_clamp: float | None = None, params: PyTree = None) -> Estimate:
   r"""UNAS: REBAR on a differentiable ``L_d`` plus RELAX on a measured ``L_n``, one sample.
 
   .. math::
@@ -180,6 +220,13 @@ def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.
     tau: temperature (UNAS: 0.4).
     tied: tie the conditional sample's noise to ``z``'s (one relaxed forward).
     sampler: replaces :func:`categorical.sample` (tests inject wrong samplers).
+    params: optional pytree the loss also depends on (the network weights ``w``).
+      Then ``loss_fn(arch, params)`` must return ``(L_d, aux)`` (``has_aux=True``)
+      with a scalar ``aux['params_loss']``, and ``Estimate.params_grads`` is its
+      gradient w.r.t. ``params`` at the relaxed forward (value ``zeta~``, which is
+      ``zeta`` with tied noise), from the same forward pass as the phi gradient:
+      the search step trains ``w`` on the relaxed sample of the draw without a
+      second forward. The phi estimate is unchanged.
   """
   if loss_fn is None and f_n is None:
     raise ValueError("unas() needs a differentiable loss_fn, measured values f_n, or both")
@@ -195,7 +242,9 @@ def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.
 
   _, sample0 = draw(phi)
   z = sg(sample0.z)
-  f_d, aux_discrete = (None, None) if loss_fn is None else _call(loss_fn, z, has_aux)
+  if params is not None and loss_fn is None:
+    raise ValueError("params needs a differentiable loss_fn")
+  f_d, aux_discrete = (None, None) if loss_fn is None else _call(_bind(loss_fn, params, has_aux), z, has_aux)
   f_d = None if f_d is None else sg(f_d)
 
   # The estimate is linear in eta: g_hat = A + eta * B, with A = mean[L_d(z) grad log p]
@@ -216,26 +265,32 @@ def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.
   if loss_fn is None:
     return Estimate(grads=grads_a, f_z=f_n, f_relaxed=sg(c_n), sample=sg(sample0), aux={})
 
-  def surrogate_b(p):
+  def surrogate_b(p, params_):
     logits, sample = draw(p)
-    c_d, d_d, aux = _control_variate(sample, loss_fn, has_aux)
+    c_d, d_d, aux = _control_variate(sample, _bind(loss_fn, params_, has_aux), has_aux)
     logp = categorical.log_prob(logits, z)
-    return _mean_dot(-sg(c_d), logp) + jnp.mean(d_d), (c_d, aux)
+    j_params = aux["params_loss"] if params_ is not None else None
+    return (_mean_dot(-sg(c_d), logp) + jnp.mean(d_d), j_params), (c_d, aux)
 
-  grads_b, (c_d, aux_relaxed) = jax.grad(surrogate_b, has_aux=True)(phi)
+  if params is None:
+    grads_b, (c_d, aux_relaxed) = jax.grad(_phi_only(surrogate_b), has_aux=True)(phi)
+    params_grads = None
+  else:
+    grads_b, params_grads, (c_d, aux_relaxed) = _grads_two_cotangents(surrogate_b, phi, params)
   grads = jax.tree.map(lambda a, b: a + eta * b, grads_a, grads_b)
   eta_grad = 2.0 * sum(jnp.vdot(g, b) for g, b in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_b)))
   f_z = f_d if f_n is None else f_d + f_n
   f_relaxed = sg(c_d) if f_n is None else sg(c_d) + sg(c_n)
   return Estimate(grads=grads, f_z=f_z, f_relaxed=f_relaxed, sample=sg(sample0),
-                  aux={"discrete": aux_discrete, "relaxed": aux_relaxed}, eta_grad=eta_grad)
+                  aux={"discrete": aux_discrete, "relaxed": aux_relaxed}, eta_grad=eta_grad,
+                  params_grads=params_grads)
 
 
 def rebar(phi: PyTree, key: jax.Array, loss_fn: Callable, *, eta: float | jax.Array = 1.0,
           tau: float | jax.Array = 0.4, eps: float = 0.0,
           sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
           has_aux: bool = False, sampler: Callable | None = None,
-          uniform_clamp: float | None = None) -> Estimate:
+          uniform_clamp: float | None = None, params: PyTree = None) -> Estimate:
   r"""REBAR (paper eq. 3) for a differentiable loss, control variate ``eta * L(zeta~)``:
 
   .. math::
@@ -244,9 +299,10 @@ def rebar(phi: PyTree, key: jax.Array, loss_fn: Callable, *, eta: float | jax.Ar
 
   Unbiased for every ``eta`` and ``tau``. ``Estimate.eta_grad`` is
   ``d ||g_hat||^2 / d eta``, for learning ``eta`` by descent on the variance.
+  ``params``: as in :func:`unas` (the weights' gradient from the same relaxed forward).
   """
   return unas(phi, key, loss_fn, None, None, eta=eta, tau=tau, eps=eps, sample_shape=sample_shape,
-              tied=tied, has_aux=has_aux, sampler=sampler, uniform_clamp=uniform_clamp)
+              tied=tied, has_aux=has_aux, sampler=sampler, uniform_clamp=uniform_clamp, params=params)
 
 
 def relax(phi: PyTree, key: jax.Array, f_z: jax.Array, control_fn: Callable, *,

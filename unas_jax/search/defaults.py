@@ -37,6 +37,10 @@ def search_block() -> ml_collections.ConfigDict:
       "phi_beta1": 0.9,
       "phi_beta2": 0.999,
       "phi_init_scale": 1e-3,
+      "w_gradient": "own_forward",   # own_forward | relaxed_forward (REBAR/GSM: w's gradient from the
+                                     # estimator's relaxed forward; README "Start-up time, step speed and memory")
+      "random_archs": 8,             # at the end: search-val accuracy of this many uniformly random
+                                     # architectures under the final weights (0: skip)
   })
 
 

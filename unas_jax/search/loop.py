@@ -110,7 +110,8 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,
       sampling=s.sampling, pairing_weight=s.get("pairing_weight", 0.0), baseline=s.baseline,
-      baseline_decay=s.baseline_decay, baseline_value=s.get("baseline_value", 0.0), learn_eta=s.learn_eta, **kwargs)
+      baseline_decay=s.baseline_decay, baseline_value=s.get("baseline_value", 0.0), learn_eta=s.learn_eta,
+      w_gradient=s.get("w_gradient", "own_forward"), **kwargs)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -283,6 +284,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
     # The config of this run decides the latency target and c, also on resume.
     state = state.replace(**mesh_lib.put_replicated(step_lib.latency_hparams(cfg), mesh))
   start_step = int(state.step)
+  entropy_start = float(est.entropy(est.soften(state.phi, cfg.eps)))
   # The history follows the checkpoint: records past it (or all, without one) would appear twice.
   history.truncate_after(start_step)
   watch = finite_lib.FiniteWatch(FINITE_METRICS)
@@ -378,6 +380,19 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
     checkpointer.wait()
 
   watch.check(checkpointer.last_good())
+  num_random = int(s.get("random_archs", 0))
+  if num_random > 0 and last_eval:
+    # The search learned when its mode architecture beats random ones under the same weights.
+    last_eval = {**last_eval, **_random_baseline(eval_step, state, dataset, mesh, global_batch, num_random,
+                                                 config.seed + 1)}
+    last_eval["chance_acc"] = 1.0 / dataset.info.num_classes
+    last_eval["entropy_start"] = entropy_start
+    if is_main:
+      print(f"Search-val accuracy after {total_steps} steps: mode architecture {last_eval['val_acc']:.4f}; "
+            f"{num_random} random architectures, same weights: mean {last_eval['random_archs_val_acc_mean']:.4f} "
+            f"(sd {last_eval['random_archs_val_acc_std']:.4f}, best "
+            f"{max(last_eval['random_archs_val_acc']):.4f}); chance {last_eval['chance_acc']:.4f}. "
+            f"phi entropy {entropy_start:.3f} at step {start_step} -> {last_eval['entropy']:.3f} nats.", flush=True)
   genotype = _write_outputs(space, state, history, outputs, workdir)
   summary = {"steps": total_steps, "final_eval": last_eval, "genotype": os.path.join(outputs, "genotype.json"),
              "compile_seconds": compile_seconds, "pictures": sorted(
@@ -398,16 +413,45 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
   return summary
 
 
-def _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg) -> dict[str, float]:
-  """Search-val accuracy of the most probable architecture, and phi's entropy."""
-  arch = jax.tree.map(lambda a: a[None], est.mode(est.soften(state.phi, cfg.eps)))
+def _eval_arch(eval_step, state, arch, dataset, mesh, global_batch) -> np.ndarray:
+  """``(sum correct, sum loss, count)`` of one architecture (leaves ``[1, ...]``) on search-val."""
   totals = np.zeros(3)
   for x, y, mask in device_lib.batches(data_lib.eval_batches(
       dataset, global_batch, split="search_val", process_index=jax.process_index(),
       process_count=jax.process_count(), raw=True), dataset.info, mesh):
     totals += np.asarray(eval_step(state.w, state.stats, arch, x, y, mask))
+  return totals
+
+
+def _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg) -> dict[str, float]:
+  """Search-val accuracy of the most probable architecture, and phi's entropy."""
+  arch = jax.tree.map(lambda a: a[None], est.mode(est.soften(state.phi, cfg.eps)))
+  totals = _eval_arch(eval_step, state, arch, dataset, mesh, global_batch)
   return {"val_acc": float(totals[0] / totals[2]), "val_loss": float(totals[1] / totals[2]),
           "entropy": float(est.entropy(est.soften(state.phi, cfg.eps)))}
+
+
+def random_architectures(phi: PyTree, num: int, seed: int) -> list[PyTree]:
+  """``num`` architectures drawn uniformly from the space (one-hot, leaves ``[1, ...]``), fixed by ``seed``."""
+  uniform = est.soften(jax.tree.map(jnp.zeros_like, phi))
+  keys = jax.random.split(jax.random.key(seed), num)
+  return [est.discrete(k, uniform, (1,)) for k in keys]
+
+
+def _random_baseline(eval_step, state, dataset, mesh, global_batch, num: int, seed: int) -> dict[str, Any]:
+  """Search-val accuracy of ``num`` uniformly random architectures under the same supernet (w, stats).
+
+  What the mode architecture's accuracy is compared with: the search learned something
+  when the architecture it found beats architectures picked without it. The same
+  compiled eval step as the mode's (same shapes), so it costs ``num`` forward passes
+  over search-val and no compile.
+  """
+  accs = []
+  for arch in random_architectures(state.phi, num, seed):
+    totals = _eval_arch(eval_step, state, mesh_lib.put_replicated(arch, mesh), dataset, mesh, global_batch)
+    accs.append(float(totals[0] / totals[2]))
+  return {"random_archs_val_acc_mean": float(np.mean(accs)), "random_archs_val_acc_std": float(np.std(accs)),
+          "random_archs_val_acc": accs}
 
 
 def _write_outputs(space, state, history, outputs, workdir):
