@@ -271,3 +271,21 @@ def test_latency_table_errors(tmp_path):
   bad = _write(tmp_path / "bad.csv", ["arch", "ms"], [[EXAMPLE, -1.0]])
   with pytest.raises(DataError, match="non-positive"):
     tables.LatencyTable(bad)
+
+
+def test_disconnected_cells_by_hand():
+  assert nb201.from_string("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|").is_disconnected()
+  # Node 1 reached, but nothing from 0 or 1 reaches 3 except through node 2, which is cut off.
+  assert nb201.from_string("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|").is_disconnected()
+  assert not nb201.from_string("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|").is_disconnected()
+  assert not nb201.from_string("|avg_pool_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|none~2|").is_disconnected()
+
+
+def test_disconnected_cells_are_exactly_the_benchmarks_chance_cells(shared_data):
+  """Independent check: the benchmark trained every cell; a disconnected one outputs a constant."""
+  table = tables.BenchmarkTable(str(shared_data / "nb201_accuracy.csv"))
+  cells = list(nb201.all_cells())
+  disconnected = [c for c in cells if c.is_disconnected()]
+  assert {table.lookup(c).cifar10 for c in disconnected} == {10.0}
+  assert min(table.lookup(c).cifar10 for c in cells if not c.is_disconnected()) > 40.0
+  assert len(disconnected) == 341

@@ -80,6 +80,18 @@ class Cell:
     """No convolution on any edge (only none / skip_connect / avg_pool_3x3)."""
     return all(o in PARAMETER_FREE_OPS for o in self.ops)
 
+  def is_disconnected(self) -> bool:
+    """No path of non-``none`` edges from the cell's input (node 0) to its output (node 3).
+
+    Such a cell outputs zeros whatever its input: the network is a constant (chance
+    accuracy in the benchmark table).
+    """
+    reached = {0}
+    for j in range(1, NUM_NODES):
+      if any(i in reached and op != "none" for i, op in self.incoming(j)):
+        reached.add(j)
+    return NUM_NODES - 1 not in reached
+
   def incoming(self, j: int) -> list[tuple[int, str]]:
     """``[(source, op), ...]`` of the edges into node ``j``."""
     return [(i, op) for (i, t), op in zip(EDGES, self.ops) if t == j]
