@@ -118,3 +118,16 @@ def test_failed_save_raises_one_line_naming_last_good(tmp_path, monkeypatch):
   again = checkpoint_lib.Checkpointer(str(tmp_path))
   assert again.restore(STATE)[2] == 1
   again.close()
+
+
+def test_relative_workdir_saves_and_restores(tmp_path, monkeypatch):
+  # The README's command passes --workdir=workdirs/darts_quick; orbax wants absolute paths
+  # (the clean-environment check of 2026-11-30 stopped at the first save without this).
+  monkeypatch.chdir(tmp_path)
+  _write(epath.Path("runs/relative"))
+  ckpt = checkpoint_lib.Checkpointer("runs/relative")
+  state, meta, step = ckpt.restore(_state(0))
+  ckpt.close()
+  assert step == 2 and meta["step"] == 2
+  np.testing.assert_array_equal(state["phi"], _state(2)["phi"])
+  assert (tmp_path / "runs" / "relative" / "checkpoints" / "2").is_dir()

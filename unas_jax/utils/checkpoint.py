@@ -22,6 +22,7 @@ Damage and failures end in one line, never a traceback:
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -53,7 +54,10 @@ class Checkpointer:
   def __init__(self, workdir: str, *, max_to_keep: int = 2, save_interval_steps: int = 1):
     # A damaged newest step must leave an older one to fall back to.
     max_to_keep = max(2, int(max_to_keep))
-    self.directory = epath.Path(workdir) / "checkpoints"
+    # orbax refuses relative paths ("Checkpoint path should be absolute"), and the README's
+    # command uses one (--workdir=workdirs/darts_quick); a URI stays as it is.
+    local = "://" not in str(workdir)
+    self.directory = epath.Path(os.path.abspath(workdir) if local else workdir) / "checkpoints"
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
