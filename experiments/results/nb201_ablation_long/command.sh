@@ -1,0 +1,3 @@
+# run from the repository root, PYTHONPATH=$PWD; two workers shared the list (claims in runs/*.claim), 2026-11-30 17:57-18:35 UTC:
+nice -n 15 python experiments/nb201_ablation.py --npz=/work/shared/data/cifar10_subset.npz --table=/work/shared/data/nb201_accuracy.csv --out=experiments/results/nb201_ablation_long --workdirs=/tmp/nb201_ablation_long --steps=1600 --settings=rebar_val,rebar_gen
+nice -n 15 python experiments/nb201_ablation.py --npz=/work/shared/data/cifar10_subset.npz --table=/work/shared/data/nb201_accuracy.csv --out=experiments/results/nb201_ablation_long --workdirs=/tmp/nb201_ablation_long --steps=1600 --settings=rebar_val,rebar_gen --reverse
