@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from unas_jax.errors import CheckpointError, SaveError
+from unas_jax.utils import files
 
 DAMAGED_SUFFIX = ".damaged"
 
@@ -56,8 +57,7 @@ class Checkpointer:
     max_to_keep = max(2, int(max_to_keep))
     # orbax refuses relative paths ("Checkpoint path should be absolute"), and the README's
     # command uses one (--workdir=workdirs/darts_quick); a URI stays as it is.
-    local = "://" not in str(workdir)
-    self.directory = epath.Path(os.path.abspath(workdir) if local else workdir) / "checkpoints"
+    self.directory = epath.Path(os.path.abspath(workdir) if files.is_local(workdir) else workdir) / "checkpoints"
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
