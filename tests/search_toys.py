@@ -32,3 +32,16 @@ def toy_data(key, n, features=8, num_classes=4):
   x = jax.random.normal(k1, (n, features))
   y = jnp.argmax(x[:, :num_classes] + 0.3 * jax.random.normal(k2, (n, num_classes)), -1)
   return x, y
+
+
+def toy_search_step(cfg, local_batch: int = 8):
+  """``(mesh, state, step)`` for the toy supernet on one device: the compiled search step of ``cfg``."""
+  import optax  # pylint: disable=import-outside-toplevel
+  from unas_jax.parallel import mesh as mesh_lib  # pylint: disable=import-outside-toplevel
+  from unas_jax.search import step as step_lib  # pylint: disable=import-outside-toplevel
+  mesh = mesh_lib.make_mesh(1)
+  model_def, phi, w, stats = functional.split(ToySupernet(rngs=nnx.Rngs(0)))
+  tx_w, tx_phi = optax.adam(1e-2), optax.adam(1e-2)
+  state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
+  step = step_lib.make_search_step(step_lib.SearchModel(model_def), tx_w, tx_phi, cfg, mesh, local_batch)
+  return mesh, state, step

@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from search_toys import ToySupernet, toy_data  # noqa: E402
+from search_toys import ToySupernet, toy_data, toy_search_step  # noqa: E402
 
 from unas_jax.nn import functional  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
@@ -53,13 +53,7 @@ def _types(tree):
 @pytest.mark.parametrize("estimator,baseline", [("reinforce", "moving_average"), ("reinforce", "constant"),
                                                 ("rebar", "moving_average")])
 def test_state_types_survive_a_step_and_step_compiles_once(estimator, baseline):
-  mesh = mesh_lib.make_mesh(1)
-  model_def, phi, w, stats = functional.split(ToySupernet(rngs=nnx.Rngs(0)))
-  model = step_lib.SearchModel(model_def)
-  tx_w, tx_phi = optax.adam(1e-2), optax.adam(1e-2)
-  cfg = step_lib.StepConfig(estimator=estimator, baseline=baseline)
-  state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
-  step = step_lib.make_search_step(model, tx_w, tx_phi, cfg, mesh, 8)
+  mesh, state, step = toy_search_step(step_lib.StepConfig(estimator=estimator, baseline=baseline))
   before = _types(state)
   with _count_lowerings("jit(per_device)") as lowered:
     for i in range(2):

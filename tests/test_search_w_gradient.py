@@ -11,28 +11,20 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from search_toys import ToySupernet, toy_data  # noqa: E402
+from search_toys import ToySupernet, toy_data, toy_search_step  # noqa: E402
 
 from unas_jax import estimators as est  # noqa: E402
 from unas_jax.errors import ConfigError  # noqa: E402
-from unas_jax.nn import functional  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
 from unas_jax.search import step as step_lib  # noqa: E402
 
 
 def _steps(estimator, w_gradient, steps=2):
-  mesh = mesh_lib.make_mesh(1)
-  model_def, phi, w, stats = functional.split(ToySupernet(rngs=nnx.Rngs(0)))
-  model = step_lib.SearchModel(model_def)
-  tx_w, tx_phi = optax.adam(1e-2), optax.adam(1e-2)
-  cfg = step_lib.StepConfig(estimator=estimator, w_gradient=w_gradient)
-  state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
-  step = step_lib.make_search_step(model, tx_w, tx_phi, cfg, mesh, 8)
+  mesh, state, step = toy_search_step(step_lib.StepConfig(estimator=estimator, w_gradient=w_gradient))
   for i in range(steps):
     x, y = toy_data(jax.random.key(i), 16)
     state, metrics = step(state, mesh_lib.put_batch((x[:8], y[:8]), mesh), mesh_lib.put_batch((x[8:], y[8:]), mesh),
