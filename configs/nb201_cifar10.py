@@ -33,10 +33,17 @@ def get_config(arg=None):
       "source": "table",       # table: a CSV of NB201 string -> ms (HW-NAS-Bench / HELP style)
       "table_path": "",
       "estimator": "relax",    # relax | reinforce | surrogate_gumbel
-      "target_ms": 0.0,        # hinge target (set it for the table's device)
-      "penalty": "hinge",      # hinge | linear
-      "c": 0.1,
-      "warmup_steps": 0,
+      "target_ms": 0.0,        # the latency budget (set it for the table's device)
+      # hinge: c_t * relu(lat - target) | linear: c_t * lat | lagrangian: lambda * lat / target, with
+      # E[lat] <= ratio * target held by a multiplier lambda >= 0 that the search adjusts (README).
+      "penalty": "hinge",
+      "c": 0.1,                # hinge / linear only
+      "warmup_steps": 0,       # hinge / linear: c_t rises linearly from 0 to c over these steps
+      "lambda_init": 0.0,      # lagrangian: the multiplier's start
+      "lambda_lr": 0.1,        # lagrangian: its dual-ascent step size (per unit of lat / target - 1)
+      "damping": 3.0,          # lagrangian: proportional term on the last violation
+      "ratio": 0.95,           # lagrangian: E[lat] is held to this fraction of the target
+      "constraint": "expected",  # lagrangian: expected | measured | mode
       "ridge_lambda": 1.0,
       "surrogate_seed": 0,
       "test_fraction": 0.2,    # share of the table's cells held out to report the surrogate's error

@@ -104,24 +104,50 @@ def test_other_estimators_run(tmp_path, estimator, objective, baseline, sampling
   assert nb201.from_string(summary["arch"])
 
 
-@pytest.mark.slow
-def test_latency_table_search(tmp_path):
+def _latency_table(tmp_path):
+  """An additive latency table over all cells: 1 ms plus up to 0.3 ms per (edge, op)."""
   cells = list(nb201.all_cells())
   ms = 1.0 + nb201.cells_to_flat(cells) @ np.linspace(0.0, 0.3, 30)
   path = str(tmp_path / "latency.csv")
   tables.write_latency_csv(path, cells, ms)
+  return cells, ms, path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("penalty", ["hinge", "lagrangian"])
+def test_latency_table_search(tmp_path, penalty):
+  cells, ms, path = _latency_table(tmp_path)
   config = tiny_config(max_steps=3, **RESUME)
   config.latency.enabled = True
   config.latency.table_path = path
-  config.latency.target_ms = float(np.median(ms))
+  config.latency.penalty = penalty
+  config.latency.target_ms = float(np.quantile(ms, 0.25))
   summary = nb201_search.run(config, str(tmp_path / "w"))
   history = [json.loads(l) for l in open(tmp_path / "w" / "history.jsonl")]
   search = [r for r in history if r.get("phase") == "search"]
   assert search and all("latency_ms" in r and "latency_expected_ms" in r for r in search)
+  if penalty == "lagrangian":
+    # The multiplier starts at 0 and rises while E[lat] (about the table's mean) exceeds 0.95 x the 25% quantile.
+    assert all("latency_lambda" in r for r in search) and search[-1]["latency_lambda"] > 0
+  found = ms[cells.index(nb201.from_string(summary["arch"]))]
   lat = json.load(open(tmp_path / "w" / "genotype" / "latency.json"))
-  assert lat["table_ms"] == pytest.approx(ms[cells.index(nb201.from_string(summary["arch"]))], rel=1e-6)
+  assert lat["measured_ms"] == pytest.approx(found, rel=1e-6)
+  assert summary["latency"]["ratio"] == pytest.approx(found / config.latency.target_ms, rel=1e-6)
+  assert summary["latency"]["meets_target"] == (found <= config.latency.target_ms)
   report = json.load(open(tmp_path / "w" / "latency" / "surrogate_report.json"))
   assert report["test"]["r2"] > 0.99
+
+
+@pytest.mark.parametrize("penalty", ["hinge", "lagrangian"])
+def test_target_below_the_fastest_cell_is_a_one_line_error(tmp_path, penalty):
+  _, ms, path = _latency_table(tmp_path)
+  config = tiny_config()
+  config.latency.enabled = True
+  config.latency.table_path = path
+  config.latency.penalty = penalty
+  config.latency.target_ms = float(ms.min()) * 0.9
+  with pytest.raises(ConfigError, match="below the fastest cell"):
+    nb201_search.run(config, str(tmp_path / "w"))
 
 
 def test_table_errors_are_one_line(tmp_path, bench_table):

@@ -93,10 +93,20 @@ class NB201TableLatency:
       print(f"latency surrogate (table, {n} cells): held-out MAE {t['mae_ms']:.4f} ms, MAPE {t['mape_pct']:.2f}%, "
             f"R^2 {t['r2']:.3f}, Kendall tau {t['kendall_tau']:.3f}", flush=True)
     fastest = float(self.table.ms.min())
-    if lc.penalty == "hinge" and lc.target_ms < fastest:
+    if lc.penalty in ("hinge", "lagrangian") and lc.target_ms < fastest:
       raise ConfigError(f"latency.target_ms={lc.target_ms} is below the fastest cell of the table "
                         f"({fastest:.4f} ms); raise the target above it")
     return self.report
+
+  def mode_report(self, cell: nb201.Cell) -> dict:
+    """The found (mode) cell's table latency against the target: ``ratio = latency / target``."""
+    lc = self.config
+    measured = self.table.latency(cell)
+    target = float(lc.target_ms)
+    return {"measured_ms": measured, "predicted_ms": float(nb201.cells_to_flat([cell])[0] @ self.coef + self.bias),
+            "target_ms": target, "ratio": measured / target if target > 0 else float("nan"),
+            "meets_target": measured <= target, "penalty": lc.penalty,
+            "c": float(lc.c) if lc.penalty != "lagrangian" else None}
 
   def measure(self, z: PyTree) -> np.ndarray:
     return self.table.latencies(nb201.cells_from_arch(z))
@@ -183,11 +193,7 @@ class NB201SearchSpace:
     nb201.plot_cell(genotype, paths[1], title=title)
     if self.latency is not None:
       path = os.path.join(out_dir, "latency.json")
-      files.write_json(path, {
-          "table_ms": self.latency.table.latency(genotype),
-          "predicted_ms": float(nb201.cells_to_flat([genotype])[0] @ self.latency.coef + self.latency.bias),
-          "target_ms": self.config.latency.target_ms, "c": self.config.latency.c,
-          "penalty": self.config.latency.penalty})
+      files.write_json(path, self.latency.mode_report(genotype))
       paths.append(path)
     return paths
 
