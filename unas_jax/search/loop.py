@@ -164,17 +164,26 @@ def reserved_devices(config: ml_collections.ConfigDict) -> list:
   return []
 
 
-def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> SearchSetup:
-  """Validates the config, loads the data, builds the supernet, optimisers, state and jitted steps."""
-  validate(config)
-  dataset = data_lib.load(config.data)
-  mesh = mesh_lib.make_mesh(config.mesh.num_devices, exclude=reserved_devices(config))
+def check_mesh(config: ml_collections.ConfigDict, mesh) -> None:
+  """Raises ConfigError when the global batch does not split over ``mesh`` as the search needs."""
   global_batch = config.batch_size
   mesh_lib.check_batch(global_batch, mesh)
   s = config.search
   if s.estimator == "reinforce" and s.baseline == "leave_one_out" and global_batch // mesh.size < 2:
     raise ConfigError(f"search.baseline='leave_one_out' needs at least 2 examples per device; batch_size="
                       f"{global_batch} on {mesh.size} device(s) gives {global_batch // mesh.size}")
+
+
+def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> SearchSetup:
+  """Validates the config, loads the data, builds the supernet, optimisers, state and jitted steps.
+
+  The data and the mesh are this function's; the rest is :func:`build_search`, which
+  also builds abstract state for lowering (:mod:`unas_jax.utils.lowering`).
+  """
+  validate(config)
+  dataset = data_lib.load(config.data)
+  mesh = mesh_lib.make_mesh(config.mesh.num_devices, exclude=reserved_devices(config))
+  global_batch = config.batch_size
   data_lib.check_sharding(global_batch, jax.process_index(), jax.process_count())
   steps_per_epoch = data_lib.steps_per_epoch(dataset, "search_train", global_batch, jax.process_count())
   return build_search(config, dataset.info, mesh, space, lambda info: space.latency_hooks(config, workdir, info),
@@ -192,6 +201,7 @@ def build_search(config: ml_collections.ConfigDict, info: data_lib.DatasetInfo, 
   ``experiments/aot_compile.py``).
   """
   validate(config)
+  check_mesh(config, mesh)
   global_batch = config.batch_size
   cfg = step_config(config)
   s = config.search
@@ -208,12 +218,8 @@ def build_search(config: ml_collections.ConfigDict, info: data_lib.DatasetInfo, 
   total_steps = int(s.epochs * steps_per_epoch) if not s.max_steps else int(s.max_steps)
   warmup_steps = min(total_steps, int(s.init_epochs * steps_per_epoch))
   tx_w, tx_phi, w_schedule, phi_schedule = step_lib.make_optimizers(s, global_batch, total_steps)
-  init = lambda: step_lib.init_state(config.seed, phi, w, stats, tx_w, tx_phi, cfg, eta=s.eta)  # noqa: E731
-  if abstract:
-    sharding = mesh_lib.replicated(mesh)
-    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), jax.eval_shape(init))
-  else:
-    state = mesh_lib.put_replicated(init(), mesh)
+  state = mesh_lib.replicated_state(
+      mesh, lambda: step_lib.init_state(config.seed, phi, w, stats, tx_w, tx_phi, cfg, eta=s.eta), abstract=abstract)
   return SearchSetup(
       config=config, dataset=dataset, mesh=mesh, cfg=cfg, model=search_model, latency=latency, state=state,
       search_step=step_lib.make_search_step(search_model, tx_w, tx_phi, cfg, mesh, global_batch, w_schedule,

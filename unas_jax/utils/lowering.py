@@ -85,7 +85,6 @@ def search_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
   from unas_jax.search import step as step_lib  # pylint: disable=import-outside-toplevel
   info = dataset_info(config)
   global_batch = config.batch_size
-  mesh_lib.check_batch(global_batch, mesh)
   space, latency = _search_space(config)
   setup = loop.build_search(config, info, mesh, space, lambda _: latency, SCHEDULE_STEPS, abstract=True)
   state, cfg = setup.state, setup.cfg
