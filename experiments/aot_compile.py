@@ -54,7 +54,6 @@ import time  # noqa: E402
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 
 from unas_jax.errors import UnasError  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402

@@ -18,7 +18,6 @@ needs no data (their class counts and image sizes are known).
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import ml_collections
@@ -90,24 +89,13 @@ def nominal_info(data_config: Any) -> data_lib.DatasetInfo | None:
                               class_names=tuple(str(i) for i in range(num_classes)))
 
 
-def summarize(network, info) -> trainer.NetworkSummary:
-  """Parameters (with and without the auxiliary head) and multiply-adds, from a shape-only build."""
-  from unas_jax.nn import functional  # pylint: disable=import-outside-toplevel
-  _, _, w, _ = functional.split(network.abstract(info))
-  return trainer.NetworkSummary(network.name, functional.count_params(w),
-                                functional.count_params(w, network.is_aux),
-                                network.macs(info), tuple(info.image_shape))
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Job entry ``evaluate``: validate, summarise, train; returns the trainer's result."""
   check_config(config)
   network = networks.from_config(config.model, seed=config.seed)
   if config.get("summary_only", False):
     info = nominal_info(config.data) or data_lib.load(config.data).info
-    summary = summarize(network, info)
-    print(summary.format(), flush=True)
-    from unas_jax.utils import files  # pylint: disable=import-outside-toplevel
-    files.write_json(os.path.join(workdir, "network_summary.json"), dataclasses.asdict(summary))
+    summary = trainer.summarize(network, info)
+    trainer.report_summary(summary, workdir)
     return {"summary": dataclasses.asdict(summary)}
   return trainer.run_training(config, workdir, network)

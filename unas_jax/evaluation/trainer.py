@@ -33,13 +33,10 @@ from unas_jax.objectives import losses
 from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.parallel.mesh import DATA_AXIS
-from unas_jax.utils import checkpoint as checkpoint_lib
 from unas_jax.utils import files
-from unas_jax.utils import finite as finite_lib
-from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
 from unas_jax.utils.interrupt import StopRequest
-from unas_jax.utils.progress import Progress
+from unas_jax.utils.scaffold import RunScaffold
 
 
 @struct.dataclass
@@ -186,6 +183,62 @@ class NetworkSummary:
             f"at {'x'.join(map(str, self.input_shape))}")
 
 
+def summarize(network, info: data_lib.DatasetInfo, w: PyTree | None = None) -> NetworkSummary:
+  """Parameters (with and without the auxiliary head) and multiply-adds of ``network`` on ``info``'s images.
+
+  Counted on the weights ``w`` of a build of it, or of a shape-only build when None.
+  """
+  if w is None:
+    _, _, w, _ = functional.split(network.abstract(info))
+  return NetworkSummary(network.name, functional.count_params(w), functional.count_params(w, network.is_aux),
+                        network.macs(info), tuple(info.image_shape))
+
+
+def report_summary(summary: NetworkSummary, workdir: str) -> None:
+  """Prints the summary and writes it to ``<workdir>/network_summary.json`` (process 0)."""
+  if jax.process_index() == 0:
+    print(summary.format(), flush=True)
+    files.write_json(os.path.join(workdir, "network_summary.json"), dataclasses.asdict(summary))
+
+
+@dataclasses.dataclass
+class TrainSetup:
+  """Everything the trainer builds for a network before the first step (shared with the lowering of its steps)."""
+  summary: NetworkSummary
+  cfg: TrainConfig
+  total_steps: int
+  state: TrainState
+  train_step: Any
+  eval_step: Any
+
+
+def build_training(config: ml_collections.ConfigDict, network, info: data_lib.DatasetInfo, mesh,
+                   steps_per_epoch: int, *, abstract: bool = False) -> TrainSetup:
+  """The network, optimiser, state and jitted steps of a training run of ``network`` on ``mesh``.
+
+  ``abstract=True`` builds the network shape-only (``network.abstract``) and the
+  state with ``jax.eval_shape`` (``jax.ShapeDtypeStruct`` leaves with the mesh's
+  replicated sharding: no memory, no compute), for lowering and ahead-of-time
+  compilation of the job's own steps (:mod:`unas_jax.utils.lowering`).
+  """
+  t = config.train
+  global_batch = config.batch_size
+  mesh_lib.check_batch(global_batch, mesh)
+  module = network.abstract(info) if abstract else network.build(info)
+  batchnorm.apply_mode(module, t.get("bn", "local"), DATA_AXIS, "train.bn")
+  model_def, _, w, stats = functional.split(module)
+  decay_mask = weight_decay_mask(module, w) if t.get("no_decay_bn", False) else None
+  tx, schedule, total_steps = make_optimizer(t, global_batch, steps_per_epoch, decay_mask)
+  cfg = TrainConfig(label_smoothing=t.label_smoothing,
+                    aux_weight=t.aux_weight if config.model.get("auxiliary", False) else 0.0,
+                    drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
+  state = mesh_lib.replicated_state(mesh, lambda w, stats: init_state(config.seed, w, stats, tx), w, stats,
+                                    abstract=abstract)
+  return TrainSetup(summary=summarize(network, info, w), cfg=cfg, total_steps=total_steps, state=state,
+                    train_step=make_train_step(model_def, tx, cfg, mesh, schedule),
+                    eval_step=make_eval_step(model_def, mesh))
+
+
 # The step metrics whose non-finite value stops training.
 FINITE_METRICS = ("loss", "grad_norm")
 
@@ -197,14 +250,12 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   ``macs(info) -> int`` and ``name``. The first step whose loss or gradient norm
   is not finite stops training (``NonFiniteError``) before any checkpoint or
   evaluation is made from it; ``history.jsonl`` is cut back to the step resumed
-  from; a signal before the first step exits at once.
+  from; a signal before the first step exits at once. (``summary_only`` is the
+  job's, :func:`unas_jax.evaluation.run.run`: it needs no data.)
   """
   # Before setup: a signal during data loading or the first compile exits at once.
-  stop = StopRequest().install()
-  try:
+  with StopRequest() as stop:
     return _run_training(config, workdir, network, stop)
-  finally:
-    stop.restore()
 
 
 def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop: StopRequest) -> dict:
@@ -213,99 +264,62 @@ def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop
   is_main = jax.process_index() == 0
   dataset = data_lib.load(config.data)
   info = dataset.info
-  module = network.build(info)
-  batchnorm.apply_mode(module, t.get("bn", "local"), DATA_AXIS, "train.bn")
-  model_def, _, w, stats = functional.split(module)
-  summary = NetworkSummary(network.name, functional.count_params(w), functional.count_params(w, network.is_aux), network.macs(info),
-                           tuple(info.image_shape))
-  if is_main:
-    print(summary.format(), flush=True)
-    files.write_json(os.path.join(workdir, "network_summary.json"), dataclasses.asdict(summary))
-  if config.get("summary_only", False):
-    return {"summary": dataclasses.asdict(summary)}
-
   mesh = mesh_lib.make_mesh(config.mesh.num_devices)
   global_batch = config.batch_size
-  mesh_lib.check_batch(global_batch, mesh)
   steps_per_epoch = data_lib.steps_per_epoch(dataset, "train", global_batch, jax.process_count())
-  decay_mask = weight_decay_mask(module, w) if t.get("no_decay_bn", False) else None
-  tx, schedule, total_steps = make_optimizer(t, global_batch, steps_per_epoch, decay_mask)
-  cfg = TrainConfig(label_smoothing=t.label_smoothing, aux_weight=t.aux_weight if config.model.auxiliary else 0.0,
-                    drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
-  state = mesh_lib.put_replicated(init_state(config.seed, w, stats, tx), mesh)
-  checkpointer = checkpoint_lib.Checkpointer(workdir)
-  history = metrics_lib.JsonlHistory(os.path.join(workdir, "history.jsonl"))
-  restored = checkpointer.restore(state)
-  if restored is not None:
-    state = restored[0]
-    if is_main:
-      print(f"Resuming from step {int(state.step)}", flush=True)
-  start = int(state.step)
-  # The history follows the checkpoint: records past it (or all, without one) would appear twice.
-  history.truncate_after(start)
-  watch = finite_lib.FiniteWatch(FINITE_METRICS)
-  train_step = make_train_step(model_def, tx, cfg, mesh, schedule)
-  eval_step = make_eval_step(model_def, mesh)
+  setup = build_training(config, network, info, mesh, steps_per_epoch)
+  cfg, total_steps, train_step, eval_step = setup.cfg, setup.total_steps, setup.train_step, setup.eval_step
+  report_summary(setup.summary, workdir)
+
+  run = RunScaffold(workdir, stop, description=f"train {network.name}", total_steps=total_steps,
+                    steps_per_epoch=steps_per_epoch, checkpoint_every=config.checkpoint_every,
+                    finite_metrics=FINITE_METRICS, stop_at_step=t.get("stop_at_step", -1),
+                    stop_at_name="train.stop_at_step")  # >= 0: save and stop there, as if interrupted (tests)
+  state, _ = run.start(setup.state)
+  start = run.start_step
   # uint8 batches prepared in a host thread, normalised on the devices one step ahead.
   batches = device_lib.batches(data_lib.prefetch(data_lib.train_batches(
       dataset, global_batch, config.seed, start, process_index=jax.process_index(),
       process_count=jax.process_count(), raw=True)), info, mesh)
-  writer = metrics_lib.create_writer(workdir)
-  progress = Progress(total_steps, start, f"train {network.name}")
   eval_every = max(1, int(config.eval_every_epochs * steps_per_epoch))
-  stop_at_step = int(t.get("stop_at_step", -1))  # >= 0: save and stop there, as if interrupted (tests)
   result: dict[str, Any] = {}
-  try:
+  with run:
     step = start
     while step < total_steps:
-      checkpointer.check()  # a failed background save stops the run now
+      run.before_step()
       state, metrics = train_step(state, next(batches))
       step += 1
-      watch.update(step, metrics)  # on the device: no host sync
-      stop.mark_saving_needed()
+      run.after_step(step, metrics)
       if step % config.log_every == 0 or step == total_steps:
-        watch.check(checkpointer.last_good())
+        run.check_finite()
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        writer.write_scalars(step, metrics)
-        history.append({"step": step, "epoch": step / steps_per_epoch, **metrics})
-        progress.update(step, global_batch, loss=metrics["loss"], acc=metrics["acc"])
+        run.log(step, metrics)
+        run.progress.update(step, global_batch, loss=metrics["loss"], acc=metrics["acc"])
       else:
-        progress.update(step, global_batch)
+        run.progress.update(step, global_batch)
       if step % eval_every == 0 or step == total_steps:
-        watch.check(checkpointer.last_good())
+        run.check_finite()
         weights = state.ema_w if cfg.ema_decay else state.w
         result = evaluate(eval_step, weights, state.stats, dataset, global_batch, mesh)
-        writer.write_scalars(step, {f"test/{k}": v for k, v in result.items()})
-        history.append({"step": step, "epoch": step / steps_per_epoch, "phase": "test", **result})
-        progress.write(f"epoch {step / steps_per_epoch:.1f}: test top-1 {result['top1']:.4f} "
-                       f"top-5 {result['top5']:.4f}")
-      stopping = stop.requested or step == stop_at_step
-      if step % config.checkpoint_every == 0 or step == total_steps or stopping:
-        watch.check(checkpointer.last_good())  # never overwrite a good checkpoint with a diverged state
-        checkpointer.save(step, state, {"step": step}, force=True)
-      if stopping:
-        checkpointer.wait()
-        why = stop.signal_name if stop.requested else "train.stop_at_step"
-        progress.write(f"Stopped by {why} at step {step}; checkpoint saved. Rerun to resume.")
+        run.log(step, result, phase="test", tag="test")
+        run.progress.write(f"epoch {step / steps_per_epoch:.1f}: test top-1 {result['top1']:.4f} "
+                           f"top-5 {result['top5']:.4f}")
+      if run.save_or_stop(step, state):
         return {"stopped_at": step}
-  finally:
-    progress.close()
-    writer.flush()
-    checkpointer.wait()
   if not result:  # resumed after the last step: evaluate once more
     result = evaluate(eval_step, state.ema_w if cfg.ema_decay else state.w, state.stats, dataset, global_batch, mesh)
-  out = {"network": dataclasses.asdict(summary), "test": result, "steps": total_steps,
+  out = {"network": dataclasses.asdict(setup.summary), "test": result, "steps": total_steps,
          "dataset": info.name, "ema": bool(cfg.ema_decay)}
   if is_main:
     files.write_json(os.path.join(workdir, "results.json"), out)
-    records = history.read()
+    records = run.history.read()
     plots.curves([r for r in records if r.get("phase") != "test"], ["loss", "acc", "lr", "drop_path"],
                  os.path.join(workdir, "train_curves.png"), f"training {network.name}", x_key="epoch")
     plots.curves([r for r in records if r.get("phase") == "test"], ["top1", "top5", "loss"],
                  os.path.join(workdir, "test_curves.png"), f"test, {network.name}", x_key="epoch")
     print(f"Test top-1 {result['top1']:.4f}, top-5 {result['top5']:.4f} on {result['examples']} examples; "
           f"results in {os.path.join(workdir, 'results.json')}", flush=True)
-  checkpointer.close()
+  run.close()
   return out
 
 

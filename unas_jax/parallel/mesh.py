@@ -8,7 +8,7 @@ semantics ``pmap`` had (docs/engineering.md section 1: no ``jax.pmap``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -83,6 +83,20 @@ def put_replicated(tree: Any, mesh: Mesh) -> Any:
   sharding = replicated(mesh)
   return jax.tree.map(lambda x: jax.make_array_from_callback(np.shape(x), sharding, lambda idx: np.asarray(x)[idx]),
                       tree)
+
+
+def replicated_state(mesh: Mesh, init: Callable[..., Any], *args: Any, abstract: bool = False) -> Any:
+  """``init(*args)`` placed replicated on ``mesh``; ``abstract=True``: only its shapes.
+
+  Abstract leaves are ``jax.ShapeDtypeStruct`` with the replicated sharding, from
+  ``jax.eval_shape`` (no memory, no compute; ``args`` may be abstract too): the
+  arguments for lowering and ahead-of-time compiling a job's steps.
+  """
+  if abstract:
+    sharding = replicated(mesh)
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding),
+                        jax.eval_shape(init, *args))
+  return put_replicated(init(*args), mesh)
 
 
 def put_global(global_rows: Any, mesh: Mesh) -> Any:

@@ -35,13 +35,10 @@ from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.search import step as step_lib
-from unas_jax.utils import checkpoint as checkpoint_lib
 from unas_jax.utils import files
-from unas_jax.utils import finite as finite_lib
-from unas_jax.utils import metrics as metrics_lib
 from unas_jax.utils import plots
 from unas_jax.utils.interrupt import StopRequest
-from unas_jax.utils.progress import Progress
+from unas_jax.utils.scaffold import RunScaffold
 
 PyTree = Any
 
@@ -167,17 +164,26 @@ def reserved_devices(config: ml_collections.ConfigDict) -> list:
   return []
 
 
-def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> SearchSetup:
-  """Validates the config, loads the data, builds the supernet, optimisers, state and jitted steps."""
-  validate(config)
-  dataset = data_lib.load(config.data)
-  mesh = mesh_lib.make_mesh(config.mesh.num_devices, exclude=reserved_devices(config))
+def check_mesh(config: ml_collections.ConfigDict, mesh) -> None:
+  """Raises ConfigError when the global batch does not split over ``mesh`` as the search needs."""
   global_batch = config.batch_size
   mesh_lib.check_batch(global_batch, mesh)
   s = config.search
   if s.estimator == "reinforce" and s.baseline == "leave_one_out" and global_batch // mesh.size < 2:
     raise ConfigError(f"search.baseline='leave_one_out' needs at least 2 examples per device; batch_size="
                       f"{global_batch} on {mesh.size} device(s) gives {global_batch // mesh.size}")
+
+
+def setup_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace) -> SearchSetup:
+  """Validates the config, loads the data, builds the supernet, optimisers, state and jitted steps.
+
+  The data and the mesh are this function's; the rest is :func:`build_search`, which
+  also builds abstract state for lowering (:mod:`unas_jax.utils.lowering`).
+  """
+  validate(config)
+  dataset = data_lib.load(config.data)
+  mesh = mesh_lib.make_mesh(config.mesh.num_devices, exclude=reserved_devices(config))
+  global_batch = config.batch_size
   data_lib.check_sharding(global_batch, jax.process_index(), jax.process_count())
   steps_per_epoch = data_lib.steps_per_epoch(dataset, "search_train", global_batch, jax.process_count())
   return build_search(config, dataset.info, mesh, space, lambda info: space.latency_hooks(config, workdir, info),
@@ -195,6 +201,7 @@ def build_search(config: ml_collections.ConfigDict, info: data_lib.DatasetInfo, 
   ``experiments/aot_compile.py``).
   """
   validate(config)
+  check_mesh(config, mesh)
   global_batch = config.batch_size
   cfg = step_config(config)
   s = config.search
@@ -211,12 +218,8 @@ def build_search(config: ml_collections.ConfigDict, info: data_lib.DatasetInfo, 
   total_steps = int(s.epochs * steps_per_epoch) if not s.max_steps else int(s.max_steps)
   warmup_steps = min(total_steps, int(s.init_epochs * steps_per_epoch))
   tx_w, tx_phi, w_schedule, phi_schedule = step_lib.make_optimizers(s, global_batch, total_steps)
-  init = lambda: step_lib.init_state(config.seed, phi, w, stats, tx_w, tx_phi, cfg, eta=s.eta)  # noqa: E731
-  if abstract:
-    sharding = mesh_lib.replicated(mesh)
-    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), jax.eval_shape(init))
-  else:
-    state = mesh_lib.put_replicated(init(), mesh)
+  state = mesh_lib.replicated_state(
+      mesh, lambda: step_lib.init_state(config.seed, phi, w, stats, tx_w, tx_phi, cfg, eta=s.eta), abstract=abstract)
   return SearchSetup(
       config=config, dataset=dataset, mesh=mesh, cfg=cfg, model=search_model, latency=latency, state=state,
       search_step=step_lib.make_search_step(search_model, tx_w, tx_phi, cfg, mesh, global_batch, w_schedule,
@@ -257,11 +260,8 @@ def run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpa
   ``search.stop_at_step`` (rerun to resume).
   """
   # Before setup: a signal during data loading or the first compile exits at once.
-  stop = StopRequest().install()
-  try:
+  with StopRequest() as stop:
     return _run_search(config, workdir, space, stop)
-  finally:
-    stop.restore()
 
 
 def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSpace, stop: StopRequest) -> dict:
@@ -272,33 +272,33 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
   global_batch = config.batch_size
   steps_per_epoch, total_steps, warmup_steps = setup.steps_per_epoch, setup.total_steps, setup.warmup_steps
 
-  checkpointer = checkpoint_lib.Checkpointer(workdir, max_to_keep=2)
-  history = metrics_lib.JsonlHistory(os.path.join(workdir, "history.jsonl"))
-  restored = checkpointer.restore(state)
-  if restored is not None:
-    state, meta, _ = restored
+  run = RunScaffold(workdir, stop, description=f"search {space.name}", total_steps=total_steps,
+                    steps_per_epoch=steps_per_epoch, checkpoint_every=config.checkpoint_every,
+                    finite_metrics=FINITE_METRICS, stop_at_step=s.get("stop_at_step", -1),
+                    stop_at_name="search.stop_at_step")
+  state, meta = run.start(state)
+  if meta is not None:
     if latency is not None and "latency" in meta:
       latency.load_state_dict(meta["latency"])
-    if is_main:
-      print(f"Resuming from step {int(state.step)} (checkpoint in {checkpointer.directory})", flush=True)
     # The config of this run decides the latency target and c, also on resume.
     state = state.replace(**mesh_lib.put_replicated(step_lib.latency_hparams(cfg), mesh))
-  start_step = int(state.step)
+  start_step = run.start_step
   entropy_start = float(est.entropy(est.soften(state.phi, cfg.eps)))
-  # The history follows the checkpoint: records past it (or all, without one) would appear twice.
-  history.truncate_after(start_step)
-  watch = finite_lib.FiniteWatch(FINITE_METRICS)
 
   search_step, warmup_step, eval_step = setup.search_step, setup.warmup_step, setup.eval_step
   # uint8 batches prepared in a host thread, normalised on the devices one step ahead.
   batches = device_lib.search_pairs(data_lib.prefetch(data_lib.search_batches(
       dataset, global_batch, config.seed, start_step, process_index=jax.process_index(),
       process_count=jax.process_count(), raw=True)), dataset.info, mesh)
-  writer = metrics_lib.create_writer(workdir)
   outputs = plots.ensure_dir(os.path.join(workdir, "genotype"))
   control = latency.control_params() if latency else jnp.zeros(())
 
-  progress = Progress(total_steps, start_step, f"search {space.name}")
+  def checkpoint_meta() -> dict:
+    meta = {"seed": config.seed, "config": config.to_json_best_effort()}
+    if latency is not None:
+      meta["latency"] = latency.state_dict()
+    return meta
+
   if is_main:
     print(f"search: {total_steps} steps ({s.epochs} epochs x {steps_per_epoch}, first {warmup_steps} w-only), "
           f"global batch {global_batch} on {mesh.devices.size} device(s), estimator {cfg.estimator}, "
@@ -306,9 +306,9 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
   last_eval: dict[str, float] = {}
   step = start_step
   compile_seconds = {}
-  try:
+  with run:
     while step < total_steps:
-      checkpointer.check()  # a failed background save stops the run now, not at the end
+      run.before_step()
       batch_train, batch_val = next(batches)
       t0 = time.perf_counter()
       if step < warmup_steps:
@@ -330,56 +330,37 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
         jax.block_until_ready(state)
         compile_seconds[kind] = time.perf_counter() - t0
       step += 1
-      watch.update(step, metrics)  # on the device: no host sync
-      stop.mark_saving_needed()
+      run.after_step(step, metrics)
       log_now = step % config.log_every == 0 or step == total_steps
       epoch_end = step % steps_per_epoch == 0 or step == total_steps
       if log_now:
         # Blocking here every few steps also keeps XLA:CPU collectives from piling up.
-        watch.check(checkpointer.last_good())
+        run.check_finite()
         metrics = {k: float(v) for k, v in _host(metrics).items()}
         if latency is not None:
           metrics.update(latency.after_step(step, _host(state.phi)))
           control = latency.control_params()
         probs, _ = space.selector_probabilities(_host(state.phi))
-        record = {"step": step, "epoch": step / steps_per_epoch, "phase": kind, **metrics}
-        history.append({**record, "probs": {k: np.round(v, 4).tolist() for k, v in probs.items()}})
-        writer.write_scalars(step, metrics)
-        progress.update(step, config.log_every * global_batch,
-                        **{k: metrics[k] for k in ("objective", "acc_val", "entropy", "w_loss") if k in metrics})
+        run.log(step, metrics, phase=kind, probs={k: np.round(v, 4).tolist() for k, v in probs.items()})
+        run.progress.update(step, config.log_every * global_batch,
+                            **{k: metrics[k] for k in ("objective", "acc_val", "entropy", "w_loss") if k in metrics})
       else:
-        progress.update(step, global_batch)
+        run.progress.update(step, global_batch)
       eval_due = epoch_end or (config.get("eval_every", 0) and step % config.eval_every == 0)
       if eval_due and step > warmup_steps:
-        watch.check(checkpointer.last_good())  # no evaluation or genotype from a diverged state
+        run.check_finite()  # no evaluation or genotype from a diverged state
         last_eval = _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg)
         # Optional hook: a space may add metrics of the mode architecture (e.g. a benchmark look-up).
         if getattr(space, "eval_metrics", None) is not None:
           last_eval.update(space.eval_metrics(_host(state.phi)))
-        writer.write_scalars(step, {f"eval/{k}": v for k, v in last_eval.items()})
-        history.append({"step": step, "epoch": step / steps_per_epoch, "phase": "eval", **last_eval})
-        _write_outputs(space, state, history, outputs, workdir)
-        progress.write(f"epoch {step / steps_per_epoch:.1f}: mode architecture search-val accuracy "
-                       f"{last_eval['val_acc']:.4f}, phi entropy {last_eval['entropy']:.3f}")
-      checkpoint_due = step % config.checkpoint_every == 0 or step == total_steps
-      preempted = checkpointer.reached_preemption(step)
-      if checkpoint_due or stop.requested or preempted or step == s.get("stop_at_step", -1):
-        meta = {"step": step, "seed": config.seed, "config": config.to_json_best_effort()}
-        if latency is not None:
-          meta["latency"] = latency.state_dict()
-        watch.check(checkpointer.last_good())  # never overwrite a good checkpoint with a diverged state
-        checkpointer.save(step, state, meta, force=True)
-      if stop.requested or preempted or step == s.get("stop_at_step", -1):
-        checkpointer.wait()
-        reason = stop.signal_name or ("preemption" if preempted else "search.stop_at_step")
-        progress.write(f"Stopped by {reason} at step {step}; checkpoint saved. Rerun the same command to resume.")
+        run.log(step, last_eval, phase="eval", tag="eval")
+        _write_outputs(space, state, run.history, outputs, workdir)
+        run.progress.write(f"epoch {step / steps_per_epoch:.1f}: mode architecture search-val accuracy "
+                           f"{last_eval['val_acc']:.4f}, phi entropy {last_eval['entropy']:.3f}")
+      if run.save_or_stop(step, state, checkpoint_meta):
         return {"stopped_at": step}
-  finally:
-    progress.close()
-    writer.flush()
-    checkpointer.wait()
 
-  watch.check(checkpointer.last_good())
+  run.check_finite()
   num_random = int(s.get("random_archs", 0))
   if num_random > 0 and last_eval:
     # The search learned when its mode architecture beats random ones under the same weights.
@@ -393,7 +374,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
             f"(sd {last_eval['random_archs_val_acc_std']:.4f}, best "
             f"{max(last_eval['random_archs_val_acc']):.4f}); chance {last_eval['chance_acc']:.4f}. "
             f"phi entropy {entropy_start:.3f} at step {start_step} -> {last_eval['entropy']:.3f} nats.", flush=True)
-  genotype = _write_outputs(space, state, history, outputs, workdir)
+  genotype = _write_outputs(space, state, run.history, outputs, workdir)
   summary = {"steps": total_steps, "final_eval": last_eval, "genotype": os.path.join(outputs, "genotype.json"),
              "compile_seconds": compile_seconds, "pictures": sorted(
                  os.path.join(outputs, f) for f in files.listdir(outputs) if f.endswith(".png"))}
@@ -409,7 +390,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
     files.write_json(os.path.join(workdir, "summary.json"), summary)
     print(f"Genotype: {summary['genotype']}\n{genotype}\nPictures: {', '.join(summary['pictures'])}\n"
           f"TensorBoard: tensorboard --logdir {os.path.join(workdir, 'tensorboard')}", flush=True)
-  checkpointer.close()
+  run.close()
   return summary
 
 

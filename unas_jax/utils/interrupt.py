@@ -36,7 +36,10 @@ def _exit_now(message: str) -> None:
 
 @dataclasses.dataclass
 class StopRequest:
-  """Set by the first SIGINT/SIGTERM once the run has state worth saving (see the module docstring)."""
+  """Set by the first SIGINT/SIGTERM once the run has state worth saving (see the module docstring).
+
+  ``with StopRequest() as stop:`` installs the handlers for the block and restores the previous ones after it.
+  """
   requested: bool = False
   signal_name: str = ""
   # False until the loop has state that a checkpoint should keep (mark_saving_needed).
@@ -54,6 +57,12 @@ class StopRequest:
     self._thread = threading.Thread(target=self._watch, name="unas_jax-stop", daemon=True)
     self._thread.start()
     return self
+
+  def __enter__(self) -> "StopRequest":
+    return self.install()
+
+  def __exit__(self, *exc) -> None:
+    self.restore()
 
   def mark_saving_needed(self) -> None:
     """From now on a first signal saves a checkpoint before stopping (instead of exiting at once)."""

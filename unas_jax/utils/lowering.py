@@ -1,8 +1,8 @@
 r"""The compiled steps of a job, with abstract arguments, and what their lowered programs contain.
 
 :func:`job_steps` builds every jitted step of a config's job through the job's own
-setup (:func:`unas_jax.search.loop.build_search` for the searches; the trainer's
-``make_train_step`` / ``make_eval_step`` for ``evaluate``) with ``jax.ShapeDtypeStruct``
+setup (:func:`unas_jax.search.loop.build_search` for the searches,
+:func:`unas_jax.evaluation.trainer.build_training` for ``evaluate``) with ``jax.ShapeDtypeStruct``
 arguments (state from ``jax.eval_shape``): nothing is run, no data is read for the
 tfds sources (``cifar10``, ``cifar100``, ``imagenet2012``; digits and npz are read for
 their shapes). :func:`lower` lowers one for a platform without its device
@@ -85,7 +85,6 @@ def search_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
   from unas_jax.search import step as step_lib  # pylint: disable=import-outside-toplevel
   info = dataset_info(config)
   global_batch = config.batch_size
-  mesh_lib.check_batch(global_batch, mesh)
   space, latency = _search_space(config)
   setup = loop.build_search(config, info, mesh, space, lambda _: latency, SCHEDULE_STEPS, abstract=True)
   state, cfg = setup.state, setup.cfg
@@ -132,30 +131,19 @@ def probe_steps(config: ml_collections.ConfigDict) -> Steps:
 
 
 def train_steps(config: ml_collections.ConfigDict, mesh) -> Steps:
-  """``{'train', 'eval'}`` of the ``evaluate`` job (as ``trainer.run_training`` builds them), abstract arguments."""
+  """``{'train', 'eval'}`` of the ``evaluate`` job (``trainer.build_training``, abstract), abstract arguments."""
   from unas_jax.evaluation import networks, trainer  # pylint: disable=import-outside-toplevel
   from unas_jax.evaluation import run as eval_run  # pylint: disable=import-outside-toplevel
-  from unas_jax.parallel import batchnorm  # pylint: disable=import-outside-toplevel
   eval_run.check_config(config)
-  t, info = config.train, dataset_info(config)
+  info = dataset_info(config)
   global_batch = config.batch_size
-  mesh_lib.check_batch(global_batch, mesh)
-  module = networks.from_config(config.model, seed=config.seed).abstract(info)
-  batchnorm.apply_mode(module, t.get("bn", "local"), mesh_lib.DATA_AXIS, "train.bn")
-  model_def, _, w, stats = functional.split(module)
-  decay_mask = trainer.weight_decay_mask(module, w) if t.get("no_decay_bn", False) else None
-  steps_per_epoch = max(1, SCHEDULE_STEPS // max(1, int(t.epochs)))
-  tx, schedule, total_steps = trainer.make_optimizer(t, global_batch, steps_per_epoch, decay_mask)
-  cfg = trainer.TrainConfig(label_smoothing=t.label_smoothing,
-                            aux_weight=t.aux_weight if config.model.get("auxiliary", False) else 0.0,
-                            drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
-  replicated = mesh_lib.replicated(mesh)
-  state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-                       jax.eval_shape(lambda w, stats: trainer.init_state(config.seed, w, stats, tx), w, stats))
+  network = networks.from_config(config.model, seed=config.seed)
+  steps_per_epoch = max(1, SCHEDULE_STEPS // max(1, int(config.train.epochs)))
+  setup = trainer.build_training(config, network, info, mesh, steps_per_epoch, abstract=True)
+  state = setup.state
   batch = _batch(info, global_batch, mesh)
   mask = jax.ShapeDtypeStruct((global_batch,), jnp.float32, sharding=mesh_lib.batch_sharded(mesh))
-  return {"train": (trainer.make_train_step(model_def, tx, cfg, mesh, schedule), (state, batch)),
-          "eval": (trainer.make_eval_step(model_def, mesh), (state.w, state.stats, *batch, mask))}
+  return {"train": (setup.train_step, (state, batch)), "eval": (setup.eval_step, (state.w, state.stats, *batch, mask))}
 
 
 def job_steps(config: ml_collections.ConfigDict, mesh=None, *, probe: bool = True) -> Steps:
