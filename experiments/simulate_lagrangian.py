@@ -21,7 +21,6 @@ import json
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from unas_jax import estimators as est

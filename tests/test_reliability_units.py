@@ -11,8 +11,10 @@ import jax.numpy as jnp
 import pytest
 
 from unas_jax import errors
+from unas_jax.utils import checkpoint as checkpoint_lib
 from unas_jax.utils import finite as finite_lib
 from unas_jax.utils import metrics as metrics_lib
+from unas_jax.utils.interrupt import StopRequest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -75,10 +77,13 @@ from unas_jax.utils.interrupt import StopRequest
 stop = StopRequest().install()
 if sys.argv[1] == "saving":
   stop.mark_saving_needed()
+if sys.argv[1] == "saved":  # steps ran, then everything was checkpointed before a long compile
+  stop.mark_saving_needed()
+  stop.mark_saved()
 print("ready", flush=True)
 deadline = time.time() + 60
 while time.time() < deadline:
-  if sys.argv[1] == "compile":
+  if sys.argv[1] in ("compile", "saved"):
     time.sleep(60)          # stands for minutes in XLA's compiler (the main thread away from Python)
   time.sleep(0.01)
   if stop.requested:
@@ -103,6 +108,45 @@ def test_signal_before_the_first_step_exits_at_once():
   assert time.perf_counter() - sent < 10
   assert proc.returncode == errors.EXIT_STOPPED == 75, (out, err)
   assert "Traceback" not in err and "stopped by SIGTERM before the first step" in err
+
+
+def test_signal_during_a_compile_after_a_checkpoint_exits_at_once():
+  proc = _child("saved")
+  sent = time.perf_counter()
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=30)
+  assert time.perf_counter() - sent < 10
+  assert proc.returncode == 75, (out, err)
+  assert "Traceback" not in err and "stopped by SIGTERM while compiling (every step is in the last checkpoint)" in err
+
+
+def test_scaffold_saves_before_a_compile_and_the_stop_then_needs_no_save(tmp_path):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from unas_jax.utils.scaffold import RunScaffold  # pylint: disable=import-outside-toplevel
+  from flax import struct  # pylint: disable=import-outside-toplevel
+
+  @struct.dataclass
+  class State:
+    step: np.ndarray
+    w: np.ndarray
+
+  stop = StopRequest()  # not installed: only its flags are read here
+  run = RunScaffold(str(tmp_path), stop, description="t", total_steps=10, steps_per_epoch=5, checkpoint_every=100,
+                    finite_metrics=())
+  state, meta = run.start(State(step=np.asarray(0), w=np.zeros(3, np.float32)))
+  assert meta is None
+  with run:
+    run.save_before_compile(0, state)  # the first step: nothing to save
+    assert run.checkpointer.all_steps() == [] and not stop.saved_once
+    state = state.replace(step=np.asarray(4), w=np.ones(3, np.float32))
+    run.after_step(4, {})
+    assert stop.saving_needed
+    run.save_before_compile(4, state, lambda: {"seed": 1})
+    assert run.checkpointer.all_steps() == [4] and not stop.saving_needed and stop.saved_once
+  run.close()
+  restored, meta, _ = checkpoint_lib.Checkpointer(str(tmp_path)).restore(State(step=np.asarray(0), w=np.zeros(3)))
+  assert meta == {"step": 4, "seed": 1} and int(restored.step) == 4
+  np.testing.assert_array_equal(restored.w, np.ones(3))
 
 
 def test_first_signal_requests_a_save_second_exits_at_once_without_traceback():

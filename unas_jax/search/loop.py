@@ -315,6 +315,10 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
         state, metrics = warmup_step(state, batch_train)
         kind = "warmup"
       else:
+        if "search" not in compile_seconds and step > start_step:
+          # The search step compiles now (minutes on a CPU): the warm-up is saved first, so a stop
+          # during the compile exits at once and loses nothing.
+          run.save_before_compile(step, state, checkpoint_meta)
         latency_ms, control = latency_inputs(setup, state, control)
         speculative = None
         if latency is not None and cfg.latency_estimator is not None:

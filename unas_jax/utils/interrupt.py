@@ -6,7 +6,9 @@ The C-level handler also writes the signal number to a wakeup file descriptor
 (``signal.set_wakeup_fd``); a watcher thread reads it at once and:
 
 * before the run has anything new to save (setup, data loading, the first
-  compile): exits at once with ``EXIT_STOPPED`` (75, "rerun to resume");
+  compile, or a later first compile of another step that the loop preceded with
+  a checkpoint, :meth:`StopRequest.mark_saved`): exits at once with
+  ``EXIT_STOPPED`` (75, "rerun to resume");
 * after that: sets :attr:`StopRequest.requested`, and the loop saves a
   checkpoint after the current step and returns (the CLI exits with 75);
 * on a second SIGINT/SIGTERM: exits at once with 75, one line, no traceback
@@ -44,6 +46,8 @@ class StopRequest:
   signal_name: str = ""
   # False until the loop has state that a checkpoint should keep (mark_saving_needed).
   saving_needed: bool = False
+  # True once mark_saved() was called (for the message of a signal that exits at once).
+  saved_once: bool = False
 
   def install(self) -> "StopRequest":
     if threading.current_thread() is not threading.main_thread():
@@ -68,6 +72,15 @@ class StopRequest:
     """From now on a first signal saves a checkpoint before stopping (instead of exiting at once)."""
     self.saving_needed = True
 
+  def mark_saved(self) -> None:
+    """Everything is in a finished checkpoint: until the next step, a first signal exits at once.
+
+    (Set before a long compile in the middle of a run, e.g. the search step's after the
+    w-only warm-up: a stop then need not wait minutes for the compile to end.)
+    """
+    self.saving_needed = False
+    self.saved_once = True
+
   def _watch(self) -> None:
     while True:
       try:
@@ -85,7 +98,9 @@ class StopRequest:
                     "checkpoint")
         if not self.saving_needed:
           _exit_now(f"stopped by {name} before the first step (nothing new to save); rerun the same command "
-                    "to resume")
+                    "to resume" if not self.saved_once else
+                    f"stopped by {name} while compiling (every step is in the last checkpoint); rerun the same "
+                    "command to resume")
         self.requested, self.signal_name = True, name
 
   def restore(self) -> None:

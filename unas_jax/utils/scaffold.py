@@ -167,6 +167,22 @@ class RunScaffold:
       return True
     return False
 
+  def save_before_compile(self, step: int, state: Any, meta_fn: Callable[[], dict] | None = None) -> None:
+    """Checkpoints ``state`` at ``step`` (unless a checkpoint of it exists) before a step compiles for the first time.
+
+    A compile in the middle of a run takes minutes on a CPU (the search step after
+    the w-only warm-up); with everything saved, a signal during it exits at once
+    instead of waiting for the compile and the step to save then.
+    """
+    if step == self.start_step or step in self.checkpointer.all_steps():
+      if step != self.start_step:
+        self.stop.mark_saved()
+      return
+    self.check_finite()
+    self.checkpointer.save(step, state, {"step": step, **(meta_fn() if meta_fn is not None else {})}, force=True)
+    self.checkpointer.wait()
+    self.stop.mark_saved()
+
   def close(self) -> None:
     """Waits for the last save and releases the checkpointer (after a finished run)."""
     self.checkpointer.close()
