@@ -174,3 +174,33 @@ def test_table_without_the_found_cell(tmp_path):
   with pytest.raises(DataError, match="no row for the cell") as e:
     nb201_search.run(config, str(tmp_path / "w"))
   assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_warmup_is_checkpointed_before_the_search_step_compiles(tmp_path):
+  """The loop saves the w-only warm-up before the search step's first compile (a stop during it exits at once).
+
+  Stopped one step into the search, the run holds the warm-up's checkpoint and its own;
+  resumed, it ends where an uninterrupted run ends.
+  """
+  def config(**kw):
+    c = tiny_config(max_steps=5, **RESUME, **kw)
+    c.search.init_epochs = 2.5 / _steps_per_epoch(c)  # 2 w-only steps
+    return c
+
+  straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+  nb201_search.run(config(), str(straight))
+  assert nb201_search.run(config(stop_at_step=3), str(interrupted)) == {"stopped_at": 3}
+  assert checkpoint_lib.Checkpointer(str(interrupted)).all_steps() == [2, 3]
+  history = [json.loads(l) for l in open(interrupted / "history.jsonl")]
+  assert [r["phase"] for r in history if r.get("phase") in ("warmup", "search")][:1] == ["warmup"]
+  nb201_search.run(config(), str(interrupted))
+  (step_a, phi_a), (step_b, phi_b) = _final_phi(straight), _final_phi(interrupted)
+  assert step_a == step_b == 5
+  for a, b in zip(jax.tree.leaves(phi_a), jax.tree.leaves(phi_b)):
+    np.testing.assert_array_equal(a, b)
+
+
+def _steps_per_epoch(config) -> int:
+  from unas_jax import data as data_lib  # pylint: disable=import-outside-toplevel
+  return data_lib.steps_per_epoch(data_lib.load(config.data), "search_train", config.batch_size)
