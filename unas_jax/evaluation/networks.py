@@ -47,7 +47,7 @@ from unas_jax.nn import darts_network
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import precision
 from unas_jax.nn import proxyless_network
-from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 from unas_jax.spaces import proxyless as proxyless_space
 
 SPACES = ("darts", "proxyless")
@@ -65,7 +65,7 @@ def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
 @dataclasses.dataclass(frozen=True)
 class DartsEvalNetwork:
   """A DARTS-space evaluation network (NetworkCIFAR / NetworkImageNet) of one genotype."""
-  genotype: darts.Genotype
+  genotype: darts_genotype.Genotype
   network: str = "cifar"
   channels: int = 36
   num_cells: int = 20
@@ -167,7 +167,7 @@ class ProxylessEvalNetwork:
 
 
 def _genotype_label(spec: str) -> str:
-  if spec in darts.BUILTIN_GENOTYPES:
+  if spec in darts_genotype.BUILTIN_GENOTYPES:
     return spec
   return f"genotype {spec}"
 
@@ -219,7 +219,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   if num_cells < 3:
     raise ConfigError(f"config.model.num_cells={num_cells} must be >= 3 (two of the cells are reduction cells)")
   num_nodes = _positive_int("num_nodes", model.get("num_nodes", 0), allow_zero=True) or None
-  genotype = darts.resolve_genotype(spec, num_nodes=num_nodes)
+  genotype = darts_genotype.resolve_genotype(spec, num_nodes=num_nodes)
   aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
   if aux_head_bn not in ("auto", "true", "false"):
     raise ConfigError(f"config.model.aux_head_bn={aux_head_bn!r} is not one of ['auto', 'true', 'false']")
