@@ -58,11 +58,17 @@ def check_required(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"missing required config value(s): {', '.join(missing)}; pass {flags}")
 
 
-def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
-  """Raises ConfigError if ``value`` is not one of ``choices``."""
+def check_choice(name: str, value: Any, choices: Iterable[Any], hint: str = "") -> Any:
+  """Returns ``value`` if it is one of ``choices``; else a one-line ConfigError.
+
+  The message names the key as the user types it (``name``, e.g. ``search.bn``),
+  the value and the choices, e.g. ``search.bn='x' is not one of ['local', 'sync']``;
+  ``hint`` (e.g. ``for the nb201 space``) ends it, after a space.
+  """
   choices = list(choices)
   if value not in choices:
-    raise ConfigError(f"{name}={value!r} is not one of {choices}")
+    raise ConfigError(f"{name}={value!r} is not one of {choices}" + (f" {hint}" if hint else ""))
+  return value
 
 
 def check_range(name: str, value: float, low: float, high: float, *, inclusive: bool = False) -> None:

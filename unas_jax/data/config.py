@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from unas_jax.config import optional
+from unas_jax.config import check_choice, optional
 from unas_jax.errors import ConfigError
 
 SOURCES = ("digits", "npz", "cifar10", "cifar100", "imagenet2012")
@@ -122,8 +122,7 @@ def resolve(config: Any) -> DataSpec:
   values.update(given)
 
   name = values["name"]
-  if name not in SOURCES:
-    raise ConfigError(f"config.data.name={name!r} is not one of {list(SOURCES)}")
+  check_choice("config.data.name", name, SOURCES)
   if name == "npz" and not values["npz_path"]:
     raise ConfigError("config.data.name='npz' needs --config.data.npz_path=/path/to/file.npz")
   portion = values["train_portion"]

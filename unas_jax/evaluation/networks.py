@@ -42,8 +42,10 @@ from flax import nnx
 import jax
 import ml_collections
 
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.nn import darts_network
+from unas_jax.nn import depthwise
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import precision
 from unas_jax.nn import proxyless_network
@@ -180,14 +182,12 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
       neither a built-in name nor a readable, valid genotype JSON file.
   """
   space = model.get("space", "darts")
-  if space not in SPACES:
-    raise ConfigError(f"config.model.space={space!r} is not one of {list(SPACES)}")
+  check_choice("config.model.space", space, SPACES)
   spec = model.get("genotype")
   if not isinstance(spec, str) or not spec:
     raise ConfigError("config.model.genotype must name a built-in genotype or a genotype JSON file")
   impl = model.get("depthwise_impl", "auto")
-  if impl not in ("auto", "slices", "xla"):
-    raise ConfigError(f"config.model.depthwise_impl={impl!r} is not one of ['auto', 'slices', 'xla']")
+  check_choice("config.model.depthwise_impl", impl, depthwise.IMPLEMENTATIONS)
   compute = dict(kernels=kernels_lib.check(model.get("kernels", "auto"), "config.model.kernels"),
                  dtype=precision.compute_dtype(model.get("dtype", "float32"), "config.model.dtype").name)
   remat = model.get("remat", "none")
@@ -212,8 +212,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
     return ProxylessEvalNetwork(spec, widths, dropout, impl, seed, remat=remat, **compute)
 
   network = model.get("network", "cifar")
-  if network not in DARTS_NETWORKS:
-    raise ConfigError(f"config.model.network={network!r} is not one of {list(DARTS_NETWORKS)}")
+  check_choice("config.model.network", network, DARTS_NETWORKS)
   channels = _positive_int("channels", model.get("channels", 0), allow_zero=True) or _DEFAULTS[network][0]
   num_cells = _positive_int("num_cells", model.get("num_cells", 0), allow_zero=True) or _DEFAULTS[network][1]
   if num_cells < 3:
@@ -221,8 +220,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   num_nodes = _positive_int("num_nodes", model.get("num_nodes", 0), allow_zero=True) or None
   genotype = darts_genotype.resolve_genotype(spec, num_nodes=num_nodes)
   aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
-  if aux_head_bn not in ("auto", "true", "false"):
-    raise ConfigError(f"config.model.aux_head_bn={aux_head_bn!r} is not one of ['auto', 'true', 'false']")
+  check_choice("config.model.aux_head_bn", aux_head_bn, ("auto", "true", "false"))
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
   remat = precision.check_remat(remat, ("none", "cell"), "config.model.remat")

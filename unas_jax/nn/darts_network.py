@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional, ops
 from unas_jax.nn import kernels as kernels_lib
@@ -314,15 +315,14 @@ def build(genotype: darts_genotype.Genotype | str, *, network: str = "cifar", nu
           remat: str = "none", rngs: nnx.Rngs) -> _DartsNetwork:
   """``NetworkCIFAR`` (``network='cifar'``, default 36 channels, 20 cells) or ``NetworkImageNet``
   (``'imagenet'``, 48 channels, 14 cells)."""
+  check_choice("network", network, ("cifar", "imagenet"))
   compute = dict(depthwise_impl=depthwise_impl, kernels=kernels, dtype=dtype, remat=remat)
   if network == "cifar":
     return NetworkCIFAR(genotype, num_classes=num_classes, channels=channels or 36, num_cells=num_cells or 20,
                         auxiliary=auxiliary, in_channels=in_channels, rngs=rngs, **compute)
-  if network == "imagenet":
-    return NetworkImageNet(genotype, num_classes=num_classes, channels=channels or 48, num_cells=num_cells or 14,
-                           auxiliary=auxiliary, in_channels=in_channels, aux_head_bn=aux_head_bn, rngs=rngs,
-                           **compute)
-  raise ConfigError(f"network={network!r} is not one of ['cifar', 'imagenet']")
+  return NetworkImageNet(genotype, num_classes=num_classes, channels=channels or 48, num_cells=num_cells or 14,
+                         auxiliary=auxiliary, in_channels=in_channels, aux_head_bn=aux_head_bn, rngs=rngs,
+                         **compute)
 
 
 def abstract(genotype: darts_genotype.Genotype | str, **kwargs) -> _DartsNetwork:

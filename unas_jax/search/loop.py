@@ -29,10 +29,11 @@ import numpy as np
 
 from unas_jax import data as data_lib
 from unas_jax import estimators as est
-from unas_jax.config import check_number
+from unas_jax.config import check_choice, check_number
 from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
+from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.search import step as step_lib
 from unas_jax.utils import checkpoint as checkpoint_lib
@@ -121,8 +122,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"search.init_epochs={s.init_epochs} must lie in [0, search.epochs={s.epochs}]")
   if config.batch_size < 1:
     raise ConfigError(f"batch_size={config.batch_size} must be positive")
-  if s.bn not in ("local", "sync"):
-    raise ConfigError(f"search.bn={s.bn!r} is not one of ['local', 'sync']")
+  check_choice("search.bn", s.bn, batchnorm.MODES)
   latency = config.get("latency")
   if latency is not None and latency.get("enabled", False) and latency.penalty in ("hinge", "lagrangian"):
     # Checked before anything is loaded or measured (the fastest-architecture check needs the surrogate).
