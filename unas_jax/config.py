@@ -106,12 +106,15 @@ def describe_range(low: float, high: float, *, low_open: bool = False, high_open
 
 
 def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
-                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
-  """Raises ConfigError unless ``value`` is a finite number (an int if ``integer``) in the range.
+                 low_open: bool = False, high_open: bool = False, integer: bool = False,
+                 optional: bool = False) -> Any:
+  """Returns ``value`` if it is a finite number (an int if ``integer``) in the range; else a ConfigError.
 
   The message is one line naming the key, the value and the range, e.g.
-  ``config.log_every=0 must be an integer in [1, inf)``.
+  ``config.log_every=0 must be an integer in [1, inf)``. ``optional``: None passes.
   """
+  if value is None and optional:
+    return value
   kind = "an integer" if integer else "a finite number"
   bounds = describe_range(low, high, low_open=low_open, high_open=high_open)
   ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
@@ -121,6 +124,7 @@ def check_number(name: str, value: Any, low: float = -math.inf, high: float = ma
     ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
   if not ok:
     raise ConfigError(f"{name}={value!r} must be {kind} in {bounds}")
+  return value
 
 
 def config_file_path(spec: str) -> str:

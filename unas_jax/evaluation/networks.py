@@ -42,7 +42,7 @@ from flax import nnx
 import jax
 import ml_collections
 
-from unas_jax.config import check_choice
+from unas_jax.config import check_choice, check_number
 from unas_jax.errors import ConfigError
 from unas_jax.nn import darts_network
 from unas_jax.nn import depthwise
@@ -55,13 +55,6 @@ from unas_jax.spaces import proxyless as proxyless_space
 SPACES = ("darts", "proxyless")
 DARTS_NETWORKS = ("cifar", "imagenet")
 _DEFAULTS = {"cifar": (36, 20), "imagenet": (48, 14)}
-
-
-def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
-  low = 0 if allow_zero else 1
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ConfigError(f"config.model.{name}={value!r} must be an integer >= {low}")
-  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,11 +206,13 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
 
   network = model.get("network", "cifar")
   check_choice("config.model.network", network, DARTS_NETWORKS)
-  channels = _positive_int("channels", model.get("channels", 0), allow_zero=True) or _DEFAULTS[network][0]
-  num_cells = _positive_int("num_cells", model.get("num_cells", 0), allow_zero=True) or _DEFAULTS[network][1]
+  default_channels, default_cells = _DEFAULTS[network]
+  # 0: the network's default.
+  channels = check_number("config.model.channels", model.get("channels", 0), 0, integer=True) or default_channels
+  num_cells = check_number("config.model.num_cells", model.get("num_cells", 0), 0, integer=True) or default_cells
   if num_cells < 3:
     raise ConfigError(f"config.model.num_cells={num_cells} must be >= 3 (two of the cells are reduction cells)")
-  num_nodes = _positive_int("num_nodes", model.get("num_nodes", 0), allow_zero=True) or None
+  num_nodes = check_number("config.model.num_nodes", model.get("num_nodes", 0), 0, integer=True) or None
   genotype = darts_genotype.resolve_genotype(spec, num_nodes=num_nodes)
   aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
   check_choice("config.model.aux_head_bn", aux_head_bn, ("auto", "true", "false"))
