@@ -34,9 +34,14 @@ def get_config(arg=None):
       "table_path": "",
       "estimator": "relax",    # relax | reinforce | surrogate_gumbel
       "target_ms": 0.0,        # hinge target (set it for the table's device)
-      "penalty": "hinge",      # hinge | linear
+      "penalty": "hinge",      # hinge | linear | lagrangian (configs/proxyless_latency.py explains each)
       "c": 0.1,
       "warmup_steps": 0,
+      "lambda_init": 0.0,      # lagrangian: the multiplier's start, its step size, its proportional
+      "lambda_lr": 0.1,        # term, the fraction of the target E[lat] is held to, and what
+      "damping": 3.0,          # stands for E[lat] (expected | measured | mode)
+      "ratio": 0.95,
+      "constraint": "expected",
       "ridge_lambda": 1.0,
       "surrogate_seed": 0,
       "test_fraction": 0.2,    # share of the table's cells held out to report the surrogate's error

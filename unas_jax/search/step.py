@@ -94,18 +94,31 @@ class SearchState:
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-  """Static settings of the search step (hashable)."""
-  estimator: str = "rebar"
-  objective: str = "gen"
-  gen_lambda: float = 0.5
-  tau: float = 0.4
-  eps: float = 0.0
-  sampling: str = "per_example"
-  pairing_weight: float = 0.0
-  baseline: str = "moving_average"
-  baseline_decay: float = 0.99
-  baseline_value: float = 0.0     # the constant baseline's b
-  learn_eta: bool = False
+  """Static settings of the search step (hashable), read from the config by ``loop.step_config``.
+
+  The search settings have no defaults here: ``config.search``
+  (``unas_jax/search/defaults.py``) is their one home. The latency settings'
+  defaults are what a search without a latency block (``latency_estimator=None``)
+  puts in the state's latency fields, which its step never reads.
+  """
+  estimator: str
+  objective: str
+  gen_lambda: float
+  tau: float
+  eps: float
+  sampling: str
+  pairing_weight: float
+  baseline: str
+  baseline_decay: float
+  baseline_value: float           # the constant baseline's b
+  learn_eta: bool
+  # Where the w update's gradient comes from (REBAR and Gumbel-softmax):
+  # * own_forward: its own forward and backward on the train batch (default);
+  # * relaxed_forward: the estimator's relaxed forward over (train, val), one jax.vjp and
+  #   two cotangents: one forward fewer in the program, but the w backward then runs over
+  #   the val half too (a zero cotangent): on XLA:CPU, 5 cells, 8 channels, it compiled
+  #   9-18% faster and stepped 1.5-1.8x slower (README "Start-up time, step speed and memory").
+  w_gradient: str
   # Latency (None: no latency term). target_ms and c are the initial values of the state's
   # fields of the same names (init_state); the step reads the state's.
   latency_estimator: str | None = None
@@ -120,13 +133,6 @@ class StepConfig:
   latency_damping: float = 3.0
   latency_ratio: float = 0.95
   latency_constraint: str = "expected"
-  # Where the w update's gradient comes from (REBAR and Gumbel-softmax):
-  # * own_forward: its own forward and backward on the train batch (default);
-  # * relaxed_forward: the estimator's relaxed forward over (train, val), one jax.vjp and
-  #   two cotangents: one forward fewer in the program, but the w backward then runs over
-  #   the val half too (a zero cotangent): on XLA:CPU, 5 cells, 8 channels, it compiled
-  #   9-18% faster and stepped 1.5-1.8x slower (README "Start-up time, step speed and memory").
-  w_gradient: str = "own_forward"
 
   def __post_init__(self):
     check_choice("search.estimator", self.estimator, ACCURACY_ESTIMATORS)
