@@ -346,8 +346,8 @@ def case_bad_inputs(h: Harness, args) -> None:
   binary = os.path.join(tmp, "binary.json")
   open(binary, "wb").write(bytes(range(256)))
   int_inputs = os.path.join(tmp, "int_inputs.json")
-  from unas_jax.spaces import darts  # pylint: disable=import-outside-toplevel
-  g = json.loads(darts.BUILTIN_GENOTYPES["unas_cifar10"].to_json())
+  from unas_jax.spaces import darts_genotype  # pylint: disable=import-outside-toplevel
+  g = json.loads(darts_genotype.BUILTIN_GENOTYPES["unas_cifar10"].to_json())
   g["normal"][0]["inputs"] = 3
   json.dump(g, open(int_inputs, "w"))
   proxyless = ["--config=configs/proxyless_latency.py:quick"]

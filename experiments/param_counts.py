@@ -20,12 +20,12 @@ import importlib
 import json
 
 from unas_jax.nn import darts_network as dn
-from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 from unas_jax.spaces.reference_counts import DARTS_SETTINGS, REFERENCE_COUNTS, aux_head_bn
 
 def darts_rows() -> list[dict]:
   rows = []
-  for name in darts.BUILTIN_GENOTYPES:
+  for name in darts_genotype.BUILTIN_GENOTYPES:
     for setting, (kwargs, image) in DARTS_SETTINGS.items():
       model = dn.abstract(name, aux_head_bn=aux_head_bn(name), **kwargs)
       rows.append(dict(network=name, setting=setting, params=dn.count_params(model),

@@ -15,7 +15,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from search_toys import ToySupernet, toy_data  # noqa: E402
+from search_toys import ToySupernet, step_config, toy_data  # noqa: E402
 from unas_jax.nn import functional  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
 from unas_jax.search import step as step_lib  # noqa: E402
@@ -27,8 +27,8 @@ def run(num_devices, estimator, latency, steps=3, batch=16, bn_axis_name="data")
   control_fn = lambda c, arch: jnp.sum(arch["layer"] * c, (1, 2))
   model = step_lib.SearchModel(model_def, control_fn=control_fn)
   tx_w, tx_phi = optax.adam(1e-2), optax.adam(1e-2)
-  cfg = step_lib.StepConfig(estimator=estimator, latency_estimator=latency, latency_target_ms=1.0,
-                            baseline="moving_average")
+  cfg = step_config(estimator=estimator, latency_estimator=latency, latency_target_ms=1.0,
+                    baseline="moving_average")
   state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
   step = step_lib.make_search_step(model, tx_w, tx_phi, cfg, mesh, batch)
   control = jnp.array([1.0, 2.0, 0.0])

@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from search_toys import ToySupernet, toy_data  # noqa: E402
+from search_toys import ToySupernet, step_config, toy_data  # noqa: E402
 from unas_jax.nn import functional  # noqa: E402
 from unas_jax.parallel import distributed  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
@@ -206,7 +206,7 @@ def main(out_path, coordinator=None, num_processes=None, process_id=None, mode="
   control_fn = lambda c, arch: jnp.sum(arch["layer"] * c, (1, 2))  # noqa: E731
   model = step_lib.SearchModel(model_def, control_fn=control_fn)
   tx_w, tx_phi = optax.adam(1e-2), optax.adam(1e-2)
-  cfg = step_lib.StepConfig(estimator="rebar", latency_estimator="relax", latency_target_ms=1.0)
+  cfg = step_config(estimator="rebar", latency_estimator="relax", latency_target_ms=1.0)
   state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
   step = step_lib.make_search_step(model, tx_w, tx_phi, cfg, mesh, BATCH)
   control = mesh_lib.put_replicated(np.array([1.0, 2.0, 0.0], np.float32), mesh)

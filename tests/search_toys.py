@@ -34,6 +34,16 @@ def toy_data(key, n, features=8, num_classes=4):
   return x, y
 
 
+def step_config(**overrides):
+  """The search step's settings of the default ``config.search`` (unas_jax/search/defaults.py, no latency
+  term) with ``overrides``: the tests name only what they vary, and the defaults stay in one place."""
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from unas_jax.search import defaults, loop  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict({"search": defaults.search_block()})
+  return dataclasses.replace(loop.step_config(config), **overrides)
+
+
 def toy_search_step(cfg, local_batch: int = 8):
   """``(mesh, state, step)`` for the toy supernet on one device: the compiled search step of ``cfg``."""
   import optax  # pylint: disable=import-outside-toplevel

@@ -12,6 +12,7 @@ from unas_jax.evaluation import defaults, networks
 from unas_jax.nn import darts_network as dn
 from unas_jax.nn import functional, ops
 from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 from unas_jax.spaces.reference_counts import DARTS_SETTINGS, REFERENCE_COUNTS, aux_head_bn
 
 # Ground truth: the PyTorch reference networks (unas_jax/spaces/reference_counts.py).
@@ -99,10 +100,10 @@ class _Info:
 
 
 def test_genotype_json_from_a_search_loads_and_builds(tmp_path):
-  genotype = darts.get_genotype("unas_cifar100")
+  genotype = darts_genotype.get_genotype("unas_cifar100")
   (tmp_path / "genotype").mkdir()
   path = tmp_path / "genotype" / "genotype.json"
-  darts.Genotype(genotype.normal, genotype.reduce, {"dataset": "cifar10", "step": 123}).save(path)
+  darts_genotype.Genotype(genotype.normal, genotype.reduce, {"dataset": "cifar10", "step": 123}).save(path)
   model = defaults.model_block("darts")
   model.genotype = str(path)
   model.channels, model.num_cells = 8, 5
@@ -165,14 +166,15 @@ def _cell_fn(nodes):
 
 def test_identity_edges_are_never_dropped():
   s = jax.random.normal(jax.random.key(0), (6, 8, 8, 8))
-  skips = _cell_fn(tuple(darts.Node((0, 1), ("skip_connect", "skip_connect")) for _ in range(4)))
+  skips = _cell_fn(tuple(darts_genotype.Node((0, 1), ("skip_connect", "skip_connect")) for _ in range(4)))
   np.testing.assert_array_equal(skips(s, 0.0), skips(s, 0.9))
-  convs = _cell_fn(tuple(darts.Node((0, 1), ("sep_conv_3x3", "skip_connect")) for _ in range(4)))
+  convs = _cell_fn(tuple(darts_genotype.Node((0, 1), ("sep_conv_3x3", "skip_connect")) for _ in range(4)))
   assert not np.allclose(convs(s, 0.0), convs(s, 0.9))
 
 
 def test_nodes_may_read_the_same_state_twice_and_reduction_cells_halve():
-  nodes = (darts.Node((0, 0), ("sep_conv_5x5", "skip_connect")), darts.Node((2, 2), ("avg_pool_3x3", "none")))
+  nodes = (darts_genotype.Node((0, 0), ("sep_conv_5x5", "skip_connect")),
+           darts_genotype.Node((2, 2), ("avg_pool_3x3", "none")))
   cell = nnx.eval_shape(lambda: dn.Cell(nodes, 6, 6, 4, reduction=True, reduction_prev=False,
                                         rngs=dn.KeyStream(0)))
   assert len(cell.edges) == 4 and isinstance(cell.edges[1], ops.FactorizedReduce)
@@ -184,7 +186,8 @@ def test_nodes_may_read_the_same_state_twice_and_reduction_cells_halve():
 
 
 def test_darts_op_set_genotype_with_none_builds():
-  g = darts.genotype_from_indices([([0, 1], [0, 3])] * 4, [([0, 1], [1, 7])] * 4, op_names=darts.DARTS_OPS)
+  g = darts_genotype.genotype_from_indices([([0, 1], [0, 3])] * 4, [([0, 1], [1, 7])] * 4,
+                                           op_names=darts.DARTS_OPS)
   logits, _ = _shapes(g)
   assert logits.shape == (2, 10)
 
@@ -211,9 +214,9 @@ def _one_line(excinfo):
 
 def test_bad_genotypes_are_rejected_with_one_line_messages(tmp_path):
   with pytest.raises(ConfigError) as e:
-    darts.genotype_from_indices([([0, 1], [1, 7])] * 4, [([0, 1], [1, 1])] * 4)
+    darts_genotype.genotype_from_indices([([0, 1], [1, 7])] * 4, [([0, 1], [1, 1])] * 4)
   assert "op index 7" in _one_line(e)
-  good = darts.get_genotype("unas_cifar10").to_dict()
+  good = darts_genotype.get_genotype("unas_cifar10").to_dict()
 
   def write(d, name):
     path = tmp_path / name

@@ -10,6 +10,7 @@ from unas_jax.errors import ConfigError, DataError
 from unas_jax.search import darts as darts_search
 from unas_jax.search.darts_configs import darts_search_config
 from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 from unas_jax.utils import checkpoint as checkpoint_lib
 from unas_jax.utils import compilation_cache
 
@@ -47,7 +48,7 @@ def test_search_writes_outputs_and_resumes_identically(tmp_path):
   straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
   summary = darts_search.run(tiny_config(), str(straight))
   assert os.path.exists(summary["genotype"])
-  genotype = darts.load_genotype(summary["genotype"])
+  genotype = darts_genotype.load_genotype(summary["genotype"])
   assert len(genotype.normal) == 4
   for name in ("normal_cell.png", "reduce_cell.png"):
     assert (straight / "genotype" / name).stat().st_size > 1000

@@ -8,7 +8,10 @@ import pytest
 
 from unas_jax.errors import ConfigError
 from unas_jax.estimators import categorical
+from unas_jax.objectives import pairing
 from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
+from unas_jax.spaces import darts_plot
 
 
 def test_op_sets():
@@ -70,8 +73,8 @@ def test_edge_weights_are_the_outer_products():
 
 def test_edge_weights_of_a_one_hot_sample_select_the_genotype():
   space = darts.DartsSpace("unas7")
-  genotype = darts.get_genotype("unas_cifar100")
-  z = darts.genotype_to_arch(genotype, space)
+  genotype = darts_genotype.get_genotype("unas_cifar100")
+  z = darts_genotype.genotype_to_arch(genotype, space)
   for cell_type in darts.CELL_TYPES:
     for j, (w, node) in enumerate(zip(darts.edge_weights(z[cell_type]), genotype.cell(cell_type))):
       want = np.zeros((j + 2, 7))
@@ -81,24 +84,24 @@ def test_edge_weights_of_a_one_hot_sample_select_the_genotype():
 
 
 def _one_hot_arch(space, nodes_normal, nodes_reduce):
-  g = darts.genotype_from_indices(nodes_normal, nodes_reduce, space.op_names)
-  return darts.genotype_to_arch(g, space)
+  g = darts_genotype.genotype_from_indices(nodes_normal, nodes_reduce, space.op_names)
+  return darts_genotype.genotype_to_arch(g, space)
 
 
 def test_pairing_penalty_on_hand_made_cases():
   space = darts.DartsSpace("unas3")
   distinct = [([0, 1], [0, 0]), ([0, 1], [1, 1]), ([0, 0], [0, 1]), ([2, 3], [2, 1])]
   arch = _one_hot_arch(space, distinct, distinct)
-  np.testing.assert_array_equal(darts.pairing_penalty(arch), [0.0])
+  np.testing.assert_array_equal(pairing.pairing_penalty(arch), [0.0])
   # Same input and same op in normal nodes 0 and 3 and reduction node 1.
   normal = [([1, 1], [2, 2]), ([0, 1], [1, 1]), ([0, 0], [0, 1]), ([4, 4], [1, 1])]
   reduce = [([0, 1], [0, 0]), ([2, 2], [0, 0]), ([0, 0], [0, 1]), ([2, 3], [2, 1])]
-  np.testing.assert_array_equal(darts.pairing_penalty(_one_hot_arch(space, normal, reduce)), [3.0])
+  np.testing.assert_array_equal(pairing.pairing_penalty(_one_hot_arch(space, normal, reduce)), [3.0])
   # Uniform relaxed selectors: sum_j (1 / (j + 2)) (1 / K), twice.
   uniform = {t: {leaf: jnp.full((1, *shape), 1.0 / shape[-1]) for leaf, shape in cell.items()}
              for t, cell in space.phi_shapes().items()}
   want = 2 * sum(1.0 / (j + 2) / 3 for j in range(4))
-  np.testing.assert_allclose(darts.pairing_penalty(uniform), [want], rtol=1e-6)
+  np.testing.assert_allclose(pairing.pairing_penalty(uniform), [want], rtol=1e-6)
   # Per sample, equal to the inner product of the outer products.
   zeta = _sample(space, 4).zeta
   total = 0.0
@@ -107,7 +110,7 @@ def test_pairing_penalty_on_hand_made_cases():
       a = zeta[t][f"inputs_{j}"][:, 0, :, None] * zeta[t]["ops"][:, j, 0, None, :]
       b = zeta[t][f"inputs_{j}"][:, 1, :, None] * zeta[t]["ops"][:, j, 1, None, :]
       total = total + jnp.sum(a * b, axis=(1, 2))
-  np.testing.assert_allclose(darts.pairing_penalty(zeta), total, rtol=1e-5)
+  np.testing.assert_allclose(pairing.pairing_penalty(zeta), total, rtol=1e-5)
 
 
 # The published cells of NVlabs/unas darts/genotypes.py, decoded by hand from their op indices
@@ -130,7 +133,7 @@ PUBLISHED = {
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_builtin_unas_genotypes(name):
-  g = darts.get_genotype(name)
+  g = darts_genotype.get_genotype(name)
   normal, reduce = PUBLISHED[name]
   assert [(n.inputs, n.ops) for n in g.normal] == normal
   assert [(n.inputs, n.ops) for n in g.reduce] == reduce
@@ -139,7 +142,7 @@ def test_builtin_unas_genotypes(name):
 
 
 def test_builtin_darts_v2():
-  g = darts.get_genotype("darts_v2")
+  g = darts_genotype.get_genotype("darts_v2")
   assert [(n.inputs, n.ops) for n in g.normal] == [
       ((0, 1), ("sep_conv_3x3", "sep_conv_3x3")), ((0, 1), ("sep_conv_3x3", "sep_conv_3x3")),
       ((1, 0), ("sep_conv_3x3", "skip_connect")), ((0, 2), ("skip_connect", "dil_conv_3x3"))]
@@ -153,28 +156,29 @@ def test_builtin_darts_v2():
 
 def test_unknown_builtin_genotype_lists_names():
   with pytest.raises(ConfigError, match="unknown built-in genotype 'unas_mnist'.*unas_cifar10.*darts_v2"):
-    darts.get_genotype("unas_mnist")
+    darts_genotype.get_genotype("unas_mnist")
 
 
-@pytest.mark.parametrize("name", sorted(darts.BUILTIN_GENOTYPES))
+@pytest.mark.parametrize("name", sorted(darts_genotype.BUILTIN_GENOTYPES))
 def test_json_round_trip(name, tmp_path):
-  g = darts.get_genotype(name)
-  g = darts.Genotype(g.normal, g.reduce, {"dataset": "cifar10", "step": 12})
+  g = darts_genotype.get_genotype(name)
+  g = darts_genotype.Genotype(g.normal, g.reduce, {"dataset": "cifar10", "step": 12})
   text = g.to_json()
   assert sum(line.startswith('    {"inputs"') for line in text.splitlines()) == 8  # one line per node
   d = json.loads(text)
   assert d["format"] == "unas_jax.darts_genotype" and d["version"] == 1
-  back = darts.genotype_from_json(text)
+  back = darts_genotype.genotype_from_json(text)
   assert back == g and back.meta == g.meta and back.to_json() == text
   path = tmp_path / "genotype.json"
   g.save(path)
-  loaded = darts.load_genotype(path, num_nodes=4)
+  loaded = darts_genotype.load_genotype(path, num_nodes=4)
   assert loaded == g and loaded.to_dict() == g.to_dict()
-  assert darts.resolve_genotype(str(path)) == g and darts.resolve_genotype(name) == darts.get_genotype(name)
+  assert darts_genotype.resolve_genotype(str(path)) == g
+  assert darts_genotype.resolve_genotype(name) == darts_genotype.get_genotype(name)
 
 
 def _genotype_dict(**changes):
-  d = darts.get_genotype("unas_cifar10").to_dict()
+  d = darts_genotype.get_genotype("unas_cifar10").to_dict()
   d.update(changes)
   return d
 
@@ -200,55 +204,55 @@ def _node(inputs, ops):
 ])
 def test_bad_genotypes_are_rejected(changes, match):
   with pytest.raises(ConfigError, match=match):
-    darts.genotype_from_dict(_genotype_dict(**changes))
+    darts_genotype.genotype_from_dict(_genotype_dict(**changes))
 
 
 def test_wrong_number_of_nodes():
   d = _genotype_dict()
   d["normal"], d["reduce"] = d["normal"][:3], d["reduce"][:3]
   d["normal_concat"], d["reduce_concat"] = [2, 3, 4], [2, 3, 4]
-  assert darts.genotype_from_dict(d).num_nodes == 3  # valid on its own
+  assert darts_genotype.genotype_from_dict(d).num_nodes == 3  # valid on its own
   with pytest.raises(ConfigError, match="has 3 nodes; this search space has 4"):
-    darts.genotype_from_dict(d, num_nodes=4)
+    darts_genotype.genotype_from_dict(d, num_nodes=4)
   d["reduce"] = _genotype_dict()["reduce"]
   del d["reduce_concat"]
   with pytest.raises(ConfigError, match="normal cell has 3 nodes and its reduction cell 4"):
-    darts.genotype_from_dict(d)
+    darts_genotype.genotype_from_dict(d)
 
 
 def test_op_index_out_of_range():
-  g = darts.get_genotype("unas_cifar100")  # its reduction cell uses op 6 (sep_conv_7x7)
+  g = darts_genotype.get_genotype("unas_cifar100")  # its reduction cell uses op 6 (sep_conv_7x7)
   normal, reduce = (g.to_indices(darts.UNAS_OPS)[t] for t in ("normal", "reduce"))
   with pytest.raises(ConfigError, match="op index 6; the op set has 5 ops"):
-    darts.genotype_from_indices(normal, reduce, darts.op_set("unas5"))
+    darts_genotype.genotype_from_indices(normal, reduce, darts.op_set("unas5"))
 
 
 def test_bad_files(tmp_path):
   with pytest.raises(ConfigError, match="does not exist"):
-    darts.load_genotype(tmp_path / "missing.json")
+    darts_genotype.load_genotype(tmp_path / "missing.json")
   bad = tmp_path / "bad.json"
   bad.write_text("{not json")
   with pytest.raises(ConfigError, match="not valid JSON"):
-    darts.load_genotype(bad)
+    darts_genotype.load_genotype(bad)
 
 
 def test_genotype_from_phi_is_the_argmax_of_every_selector():
   space = darts.DartsSpace("unas7")
-  want = darts.get_genotype("unas_cifar10")
-  z = darts.genotype_to_arch(want, space)
+  want = darts_genotype.get_genotype("unas_cifar10")
+  z = darts_genotype.genotype_to_arch(want, space)
   phi = jax.tree.map(lambda a: 3.0 * a[0] + 0.1 * jax.random.normal(jax.random.key(0), a[0].shape), z)
-  assert darts.genotype_from_phi(phi, space) == want
+  assert darts_genotype.genotype_from_phi(phi, space) == want
   with pytest.raises(ConfigError, match="expected \\(4, 2, 5\\)"):
-    darts.genotype_from_phi(phi, darts.DartsSpace("unas5"))
+    darts_genotype.genotype_from_phi(phi, darts.DartsSpace("unas5"))
   with pytest.raises(ConfigError, match="uses op 'dil_conv_3x3', which is not in the op set"):
-    darts.genotype_to_arch(darts.get_genotype("darts_v2"), darts.DartsSpace("unas3"))
+    darts_genotype.genotype_to_arch(darts_genotype.get_genotype("darts_v2"), darts.DartsSpace("unas3"))
 
 
 def test_plot_cell(tmp_path):
-  g = darts.get_genotype("unas_cifar10")
+  g = darts_genotype.get_genotype("unas_cifar10")
   for which in darts.CELL_TYPES:
     path = tmp_path / f"{which}.png"
-    darts.plot_cell(g, which, path)
+    darts_plot.plot_cell(g, which, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
   with pytest.raises(ConfigError, match="unknown cell type"):
-    darts.plot_cell(g, "middle", tmp_path / "x.png")
+    darts_plot.plot_cell(g, "middle", tmp_path / "x.png")

@@ -11,6 +11,7 @@ from unas_jax.estimators import categorical
 from unas_jax.nn import darts_supernet
 from unas_jax.nn import functional
 from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 
 N, RES, CLASSES = 4, 8, 5
 
@@ -44,8 +45,8 @@ def _close(a, b, tol=2e-5):
 @pytest.mark.parametrize("train", [True, False])
 def test_one_hot_sample_equals_discrete_cell(ops, name, train):
   model = _model(ops)
-  genotype = darts.get_genotype(name)
-  z = darts.genotype_to_arch(genotype, model.space)  # S = 1, shared by the batch
+  genotype = darts_genotype.get_genotype(name)
+  z = darts_genotype.genotype_to_arch(genotype, model.space)  # S = 1, shared by the batch
   x = _x()
   a, b = nnx.clone(model), nnx.clone(model)
   mixed = a(x, z, train=train)
@@ -57,8 +58,8 @@ def test_per_example_one_hot_equals_per_example_discrete_network():
   # Eval mode (running statistics), so each example's output depends on its own architecture only.
   model = _model()
   names = ["unas_cifar10", "unas_cifar100", "unas_imagenet"]
-  genotypes = [darts.get_genotype(n) for n in names]
-  archs = [darts.genotype_to_arch(g, model.space) for g in genotypes]
+  genotypes = [darts_genotype.get_genotype(n) for n in names]
+  archs = [darts_genotype.genotype_to_arch(g, model.space) for g in genotypes]
   z = jax.tree.map(lambda *a: jnp.concatenate(a), *archs)  # S = 3 = batch
   x = _x(n=3)
   out = model(x, z, train=False)
@@ -146,7 +147,7 @@ def test_functional_split_layout_and_genotype():
   model = darts_supernet.DartsSupernet(space, num_classes=CLASSES, channels=4, num_cells=3, rngs=nnx.Rngs(0))
   model_def, phi, w, stats = functional.split(model)
   assert jax.tree.map(jnp.shape, phi) == space.phi_shapes()
-  assert model.genotype() == darts.genotype_from_phi(phi, space)
+  assert model.genotype() == darts_genotype.genotype_from_phi(phi, space)
   sample = categorical.sample(jax.random.key(0), categorical.soften(phi), tau=0.4, sample_shape=(N,))
   out, new_stats = jax.jit(lambda w, s, a: functional.apply(model_def, w, s, _x(), a, train=True))(
       w, stats, sample.z)

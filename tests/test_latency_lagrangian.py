@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from search_toys import ToySupernet, toy_data  # noqa: E402
+from search_toys import ToySupernet, step_config, toy_data  # noqa: E402
 
 from unas_jax import estimators as est  # noqa: E402
 from unas_jax.errors import ConfigError  # noqa: E402
@@ -62,11 +62,11 @@ def _run(cfg, steps=1, tx_phi=None):
 
 def test_fixed_multiplier_is_the_linear_penalty_with_c_lambda_over_target():
   target, lam = 4.0, 3.0
-  lagrangian = step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
-                                   latency_lambda_init=lam, latency_lambda_lr=0.0)
-  linear = step_lib.StepConfig(latency_estimator="relax", latency_penalty="linear", latency_target_ms=target,
-                               latency_c=lam / target)
-  free = step_lib.StepConfig(latency_estimator="relax", latency_penalty="linear", latency_c=0.0)
+  lagrangian = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
+                           latency_lambda_init=lam, latency_lambda_lr=0.0)
+  linear = step_config(latency_estimator="relax", latency_penalty="linear", latency_target_ms=target,
+                       latency_c=lam / target)
+  free = step_config(latency_estimator="relax", latency_penalty="linear", latency_c=0.0)
   (s_lag, h_lag), (s_lin, _), (s_free, _) = _run(lagrangian), _run(linear), _run(free)
   np.testing.assert_allclose(s_lag.phi["layer"], s_lin.phi["layer"], rtol=1e-6, atol=1e-7)
   # Not vacuous: the latency term moved phi, and lambda_lr = 0 left lambda where it was.
@@ -90,9 +90,9 @@ def test_multiplier_rises_while_violated_and_the_search_settles_at_the_target(co
   architectures average 4.3 ms, the fastest is 1.0 ms; the target is 3 ms.
   """
   target, ratio, lr = 3.0, 0.95, 0.1
-  cfg = step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
-                            latency_lambda_lr=lr, latency_damping=3.0, latency_ratio=ratio,
-                            latency_constraint=constraint)
+  cfg = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
+                    latency_lambda_lr=lr, latency_damping=3.0, latency_ratio=ratio,
+                    latency_constraint=constraint)
   state, history = _run(cfg, steps=200, tx_phi=optax.adam(0.05))
   lams = np.array([h["latency_lambda"] for h in history])
   seen = np.array([h["expected" if constraint == "expected" else "lat"] for h in history])
@@ -112,8 +112,8 @@ def test_multiplier_rises_while_violated_and_the_search_settles_at_the_target(co
     # the constraint is met, with more undershoot (seen: 0.73 of the target).
     assert final <= 1.02 * target, final
   # Without the multiplier the toy's accuracy objective alone stays above the target.
-  free = step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
-                             latency_lambda_lr=0.0, latency_damping=0.0)
+  free = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
+                     latency_lambda_lr=0.0, latency_damping=0.0)
   state_free, _ = _run(free, steps=200, tx_phi=optax.adam(0.05))
   assert _expected(state_free.phi) > 1.2 * target, _expected(state_free.phi)
 
@@ -122,8 +122,8 @@ def test_multiplier_survives_a_checkpoint_and_the_resumed_steps_are_exact(tmp_pa
   """Save after 3 steps (orbax, as the loop does), restore into a fresh state, re-apply the config's
   settings (as the loop does on resume: they must not touch lambda), 3 more steps: identical to 6 straight."""
   from unas_jax.utils import checkpoint as checkpoint_lib
-  cfg = step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=3.0,
-                            latency_lambda_lr=0.5, latency_damping=3.0)
+  cfg = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=3.0,
+                    latency_lambda_lr=0.5, latency_damping=3.0)
   mesh, state, step = _setup(cfg, optax.adam(0.05))
   fresh = state
 
@@ -152,8 +152,8 @@ def test_multiplier_survives_a_checkpoint_and_the_resumed_steps_are_exact(tmp_pa
 
 
 def test_multiplier_drops_to_zero_when_the_target_is_loose():
-  cfg = step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=100.0,
-                            latency_lambda_init=1.0, latency_lambda_lr=0.5)
+  cfg = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=100.0,
+                    latency_lambda_init=1.0, latency_lambda_lr=0.5)
   _, history = _run(cfg, steps=4)
   lams = [h["latency_lambda"] for h in history]
   assert lams[0] == 1.0 and lams[0] > lams[1] > lams[2] > 0 and lams[3] == 0.0
@@ -165,7 +165,7 @@ def test_multiplier_drops_to_zero_when_the_target_is_loose():
     (dict(latency_target_ms=5.0, latency_ratio=1.5), "ratio")])
 def test_bad_settings_are_config_errors(kwargs, match):
   with pytest.raises(ConfigError, match=match):
-    step_lib.StepConfig(latency_estimator="relax", latency_penalty="lagrangian", **kwargs)
+    step_config(latency_estimator="relax", latency_penalty="lagrangian", **kwargs)
 
 
 # -- the proxyless_search job end to end (tiny supernet, phone table: deterministic latency)

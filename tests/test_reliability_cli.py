@@ -86,8 +86,8 @@ def test_unknown_uri_scheme_is_one_line_and_creates_nothing(tmp_path):
 
 
 def _genotype_file(tmp_path, name, mutate):
-  from unas_jax.spaces import darts
-  g = json.loads(darts.BUILTIN_GENOTYPES["unas_cifar10"].to_json())
+  from unas_jax.spaces import darts_genotype
+  g = json.loads(darts_genotype.BUILTIN_GENOTYPES["unas_cifar10"].to_json())
   mutate(g)
   path = tmp_path / name
   path.write_text(json.dumps(g))

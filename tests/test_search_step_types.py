@@ -16,7 +16,7 @@ import pytest
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from search_toys import ToySupernet, toy_data, toy_search_step  # noqa: E402
+from search_toys import ToySupernet, step_config, toy_data, toy_search_step  # noqa: E402
 
 from unas_jax.nn import functional  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
@@ -53,7 +53,7 @@ def _types(tree):
 @pytest.mark.parametrize("estimator,baseline", [("reinforce", "moving_average"), ("reinforce", "constant"),
                                                 ("rebar", "moving_average")])
 def test_state_types_survive_a_step_and_step_compiles_once(estimator, baseline):
-  mesh, state, step = toy_search_step(step_lib.StepConfig(estimator=estimator, baseline=baseline))
+  mesh, state, step = toy_search_step(step_config(estimator=estimator, baseline=baseline))
   before = _types(state)
   with _count_lowerings("jit(per_device)") as lowered:
     for i in range(2):
@@ -94,7 +94,7 @@ def test_latency_target_and_c_are_inputs_one_program_for_a_sweep():
   x, y = toy_data(jax.random.key(0), 16)
   new_phi, programs = {}, set()
   for target, c in [(0.0, 1.0), (100.0, 1.0), (0.0, 0.0)]:
-    cfg = step_lib.StepConfig(estimator="rebar", latency_estimator="relax", latency_target_ms=target, latency_c=c)
+    cfg = step_config(estimator="rebar", latency_estimator="relax", latency_target_ms=target, latency_c=c)
     state = mesh_lib.put_replicated(step_lib.init_state(0, phi["phi"], w, stats, tx_w, tx_phi, cfg), mesh)
     step = step_lib.make_search_step(model, tx_w, tx_phi, cfg, mesh, 8)
     z = step_lib.global_architectures(cfg, state.key, state.step, state.phi, 8, 1)

@@ -15,16 +15,15 @@ import pytest
 from flax import nnx
 
 sys.path.insert(0, os.path.dirname(__file__))
-from search_toys import ToySupernet, toy_data, toy_search_step  # noqa: E402
+from search_toys import ToySupernet, step_config, toy_data, toy_search_step  # noqa: E402
 
 from unas_jax import estimators as est  # noqa: E402
 from unas_jax.errors import ConfigError  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
-from unas_jax.search import step as step_lib  # noqa: E402
 
 
 def _steps(estimator, w_gradient, steps=2):
-  mesh, state, step = toy_search_step(step_lib.StepConfig(estimator=estimator, w_gradient=w_gradient))
+  mesh, state, step = toy_search_step(step_config(estimator=estimator, w_gradient=w_gradient))
   for i in range(steps):
     x, y = toy_data(jax.random.key(i), 16)
     state, metrics = step(state, mesh_lib.put_batch((x[:8], y[:8]), mesh), mesh_lib.put_batch((x[8:], y[8:]), mesh),
@@ -67,4 +66,4 @@ def test_estimator_params_gradient_is_the_relaxed_loss_gradient():
 
 def test_unknown_w_gradient_is_a_config_error():
   with pytest.raises(ConfigError, match="search.w_gradient"):
-    step_lib.StepConfig(w_gradient="both")
+    step_config(w_gradient="both")

@@ -15,7 +15,8 @@ import pytest
 from etils.epath import gpath
 from etils.epath import testing as epath_testing
 
-from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
+from unas_jax.spaces import darts_plot
 from unas_jax.spaces import proxyless
 from unas_jax.utils import files
 from unas_jax.utils import metrics as metrics_lib
@@ -69,8 +70,9 @@ def test_run_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
     history.truncate_after(4)
     assert [r["step"] for r in history.read()] == [2, 4]
     out = plots.ensure_dir(os.path.join(workdir, "genotype"))
-    darts.BUILTIN_GENOTYPES["unas_cifar10"].save(os.path.join(out, "genotype.json"))
-    darts.plot_cell(darts.BUILTIN_GENOTYPES["unas_cifar10"], "normal", os.path.join(out, "normal_cell.png"))
+    darts_genotype.BUILTIN_GENOTYPES["unas_cifar10"].save(os.path.join(out, "genotype.json"))
+    darts_plot.plot_cell(darts_genotype.BUILTIN_GENOTYPES["unas_cifar10"], "normal",
+                         os.path.join(out, "normal_cell.png"))
     proxyless.BUILTIN_GENOTYPES["unas_proxyless"].save(os.path.join(out, "proxyless.json"))
     plots.curves(history.read(), ["objective"], os.path.join(workdir, "search_curves.png"), "search")
     plots.probability_heatmaps([2, 4], [{"g": np.full((2, 3), 1 / 3)}] * 2, {"g": ["a", "b", "c"]},
@@ -81,7 +83,8 @@ def test_run_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
   run = bucket / "runs" / "search"
   assert sorted(p.name for p in run.iterdir()) == ["genotype", "history.jsonl", "probs.png", "search_curves.png",
                                                    "summary.json"]
-  assert darts.load_genotype(run / "genotype" / "genotype.json") == darts.BUILTIN_GENOTYPES["unas_cifar10"]
+  assert (darts_genotype.load_genotype(run / "genotype" / "genotype.json")
+          == darts_genotype.BUILTIN_GENOTYPES["unas_cifar10"])
   assert (run / "search_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -58,11 +58,17 @@ def check_required(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"missing required config value(s): {', '.join(missing)}; pass {flags}")
 
 
-def check_choice(name: str, value: Any, choices: Iterable[Any]) -> None:
-  """Raises ConfigError if ``value`` is not one of ``choices``."""
+def check_choice(name: str, value: Any, choices: Iterable[Any], hint: str = "") -> Any:
+  """Returns ``value`` if it is one of ``choices``; else a one-line ConfigError.
+
+  The message names the key as the user types it (``name``, e.g. ``search.bn``),
+  the value and the choices, e.g. ``search.bn='x' is not one of ['local', 'sync']``;
+  ``hint`` (e.g. ``for the nb201 space``) ends it, after a space.
+  """
   choices = list(choices)
   if value not in choices:
-    raise ConfigError(f"{name}={value!r} is not one of {choices}")
+    raise ConfigError(f"{name}={value!r} is not one of {choices}" + (f" {hint}" if hint else ""))
+  return value
 
 
 def check_range(name: str, value: float, low: float, high: float, *, inclusive: bool = False) -> None:
@@ -100,12 +106,15 @@ def describe_range(low: float, high: float, *, low_open: bool = False, high_open
 
 
 def check_number(name: str, value: Any, low: float = -math.inf, high: float = math.inf, *,
-                 low_open: bool = False, high_open: bool = False, integer: bool = False) -> None:
-  """Raises ConfigError unless ``value`` is a finite number (an int if ``integer``) in the range.
+                 low_open: bool = False, high_open: bool = False, integer: bool = False,
+                 optional: bool = False) -> Any:
+  """Returns ``value`` if it is a finite number (an int if ``integer``) in the range; else a ConfigError.
 
   The message is one line naming the key, the value and the range, e.g.
-  ``config.log_every=0 must be an integer in [1, inf)``.
+  ``config.log_every=0 must be an integer in [1, inf)``. ``optional``: None passes.
   """
+  if value is None and optional:
+    return value
   kind = "an integer" if integer else "a finite number"
   bounds = describe_range(low, high, low_open=low_open, high_open=high_open)
   ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
@@ -115,6 +124,7 @@ def check_number(name: str, value: Any, low: float = -math.inf, high: float = ma
     ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
   if not ok:
     raise ConfigError(f"{name}={value!r} must be {kind} in {bounds}")
+  return value
 
 
 def config_file_path(spec: str) -> str:

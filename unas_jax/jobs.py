@@ -16,7 +16,7 @@ import ml_collections
 
 from unas_jax import validation
 from unas_jax.config import check_choice
-from unas_jax.errors import ConfigError, WorkdirError
+from unas_jax.errors import WorkdirError
 
 # job name -> "module:function"; each function takes (config, workdir).
 JOBS = {
@@ -35,8 +35,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   choices and cross-field rules.
   """
   job = config.get("job")
-  if job not in JOBS:
-    raise ConfigError(f"config.job={job!r} is not one of {sorted(JOBS)}")
+  check_choice("config.job", job, sorted(JOBS))
   validation.check_numbers(config)
   validation.check_cross(config)
   if "data" in config:

@@ -32,10 +32,8 @@ class Range:
   optional: bool = False
 
   def check(self, name: str, value: Any) -> None:
-    if value is None and self.optional:
-      return
     check_number(name, value, self.low, self.high, low_open=self.low_open, high_open=self.high_open,
-                 integer=self.integer)
+                 integer=self.integer, optional=self.optional)
 
 
 def _int(low: float, high: float = INF, **kw) -> Range:

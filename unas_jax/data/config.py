@@ -39,7 +39,7 @@ from typing import Any, Mapping
 
 import ml_collections
 
-from unas_jax.config import optional
+from unas_jax.config import check_choice, check_number, optional
 from unas_jax.errors import ConfigError
 
 SOURCES = ("digits", "npz", "cifar10", "cifar100", "imagenet2012")
@@ -99,14 +99,6 @@ def _as_dict(config: Any) -> dict[str, Any]:
   raise ConfigError(f"config.data must be a ConfigDict or a mapping, got {type(config).__name__}")
 
 
-def _int_or_none(key: str, value: Any, low: int) -> int | None:
-  if value is None:
-    return None
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ConfigError(f"config.data.{key}={value!r} must be an integer >= {low} (or None)")
-  return int(value)
-
-
 def resolve(config: Any) -> DataSpec:
   """Fills defaults into ``config`` and validates it.
 
@@ -122,21 +114,20 @@ def resolve(config: Any) -> DataSpec:
   values.update(given)
 
   name = values["name"]
-  if name not in SOURCES:
-    raise ConfigError(f"config.data.name={name!r} is not one of {list(SOURCES)}")
+  check_choice("config.data.name", name, SOURCES)
   if name == "npz" and not values["npz_path"]:
     raise ConfigError("config.data.name='npz' needs --config.data.npz_path=/path/to/file.npz")
   portion = values["train_portion"]
   if isinstance(portion, bool) or not isinstance(portion, (int, float)) or not 0.0 < portion < 1.0:
     raise ConfigError(f"config.data.train_portion={portion!r} must lie in (0, 1) "
                       "(fraction of the training set used as search-train, e.g. 0.9)")
-  split_seed = _int_or_none("split_seed", values["split_seed"], 0)
-  image_size = _int_or_none("image_size", values["image_size"], 1)
-  channels = _int_or_none("channels", values["channels"], 1)
+  split_seed = check_number("config.data.split_seed", values["split_seed"], 0, integer=True, optional=True)
+  image_size = check_number("config.data.image_size", values["image_size"], 1, integer=True, optional=True)
+  channels = check_number("config.data.channels", values["channels"], 1, integer=True, optional=True)
   if channels not in (None, 1, 3):
     raise ConfigError(f"config.data.channels={channels!r} must be 1, 3 or None")
-  crop_padding = _int_or_none("crop_padding", values["crop_padding"], 0)
-  cutout = _int_or_none("cutout", values["cutout"], 0) or 0
+  crop_padding = check_number("config.data.crop_padding", values["crop_padding"], 0, integer=True, optional=True)
+  cutout = check_number("config.data.cutout", values["cutout"], 0, integer=True, optional=True) or 0
   flip = values["flip"]
   if flip is not None and not isinstance(flip, bool):
     raise ConfigError(f"config.data.flip={flip!r} must be true, false or None")
@@ -146,7 +137,8 @@ def resolve(config: Any) -> DataSpec:
   eval_crop_fraction = float(values["eval_crop_fraction"])
   if not 0.0 < eval_crop_fraction <= 1.0:
     raise ConfigError(f"config.data.eval_crop_fraction={eval_crop_fraction!r} must lie in (0, 1]")
-  shuffle_buffer = _int_or_none("shuffle_buffer", values["shuffle_buffer"], 1)
+  shuffle_buffer = check_number("config.data.shuffle_buffer", values["shuffle_buffer"], 1, integer=True,
+                                optional=True)
   mean, std = values["mean"], values["std"]
   if (mean is None) != (std is None):
     raise ConfigError("config.data.mean and config.data.std must be given together (or both None)")

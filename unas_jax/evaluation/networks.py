@@ -42,12 +42,14 @@ from flax import nnx
 import jax
 import ml_collections
 
+from unas_jax.config import check_choice, check_number
 from unas_jax.errors import ConfigError
 from unas_jax.nn import darts_network
+from unas_jax.nn import depthwise
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import precision
 from unas_jax.nn import proxyless_network
-from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 from unas_jax.spaces import proxyless as proxyless_space
 
 SPACES = ("darts", "proxyless")
@@ -55,17 +57,10 @@ DARTS_NETWORKS = ("cifar", "imagenet")
 _DEFAULTS = {"cifar": (36, 20), "imagenet": (48, 14)}
 
 
-def _positive_int(name: str, value: Any, allow_zero: bool = False) -> int:
-  low = 0 if allow_zero else 1
-  if isinstance(value, bool) or not isinstance(value, int) or value < low:
-    raise ConfigError(f"config.model.{name}={value!r} must be an integer >= {low}")
-  return value
-
-
 @dataclasses.dataclass(frozen=True)
 class DartsEvalNetwork:
   """A DARTS-space evaluation network (NetworkCIFAR / NetworkImageNet) of one genotype."""
-  genotype: darts.Genotype
+  genotype: darts_genotype.Genotype
   network: str = "cifar"
   channels: int = 36
   num_cells: int = 20
@@ -167,7 +162,7 @@ class ProxylessEvalNetwork:
 
 
 def _genotype_label(spec: str) -> str:
-  if spec in darts.BUILTIN_GENOTYPES:
+  if spec in darts_genotype.BUILTIN_GENOTYPES:
     return spec
   return f"genotype {spec}"
 
@@ -180,14 +175,12 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
       neither a built-in name nor a readable, valid genotype JSON file.
   """
   space = model.get("space", "darts")
-  if space not in SPACES:
-    raise ConfigError(f"config.model.space={space!r} is not one of {list(SPACES)}")
+  check_choice("config.model.space", space, SPACES)
   spec = model.get("genotype")
   if not isinstance(spec, str) or not spec:
     raise ConfigError("config.model.genotype must name a built-in genotype or a genotype JSON file")
   impl = model.get("depthwise_impl", "auto")
-  if impl not in ("auto", "slices", "xla"):
-    raise ConfigError(f"config.model.depthwise_impl={impl!r} is not one of ['auto', 'slices', 'xla']")
+  check_choice("config.model.depthwise_impl", impl, depthwise.IMPLEMENTATIONS)
   compute = dict(kernels=kernels_lib.check(model.get("kernels", "auto"), "config.model.kernels"),
                  dtype=precision.compute_dtype(model.get("dtype", "float32"), "config.model.dtype").name)
   remat = model.get("remat", "none")
@@ -212,17 +205,17 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
     return ProxylessEvalNetwork(spec, widths, dropout, impl, seed, remat=remat, **compute)
 
   network = model.get("network", "cifar")
-  if network not in DARTS_NETWORKS:
-    raise ConfigError(f"config.model.network={network!r} is not one of {list(DARTS_NETWORKS)}")
-  channels = _positive_int("channels", model.get("channels", 0), allow_zero=True) or _DEFAULTS[network][0]
-  num_cells = _positive_int("num_cells", model.get("num_cells", 0), allow_zero=True) or _DEFAULTS[network][1]
+  check_choice("config.model.network", network, DARTS_NETWORKS)
+  default_channels, default_cells = _DEFAULTS[network]
+  # 0: the network's default.
+  channels = check_number("config.model.channels", model.get("channels", 0), 0, integer=True) or default_channels
+  num_cells = check_number("config.model.num_cells", model.get("num_cells", 0), 0, integer=True) or default_cells
   if num_cells < 3:
     raise ConfigError(f"config.model.num_cells={num_cells} must be >= 3 (two of the cells are reduction cells)")
-  num_nodes = _positive_int("num_nodes", model.get("num_nodes", 0), allow_zero=True) or None
-  genotype = darts.resolve_genotype(spec, num_nodes=num_nodes)
+  num_nodes = check_number("config.model.num_nodes", model.get("num_nodes", 0), 0, integer=True) or None
+  genotype = darts_genotype.resolve_genotype(spec, num_nodes=num_nodes)
   aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
-  if aux_head_bn not in ("auto", "true", "false"):
-    raise ConfigError(f"config.model.aux_head_bn={aux_head_bn!r} is not one of ['auto', 'true', 'false']")
+  check_choice("config.model.aux_head_bn", aux_head_bn, ("auto", "true", "false"))
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
   remat = precision.check_remat(remat, ("none", "cell"), "config.model.remat")

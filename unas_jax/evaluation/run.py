@@ -23,6 +23,7 @@ from typing import Any
 import ml_collections
 
 from unas_jax import data as data_lib
+from unas_jax import validation
 from unas_jax.errors import ConfigError
 from unas_jax.evaluation import networks
 from unas_jax.evaluation import trainer
@@ -31,46 +32,16 @@ from unas_jax.evaluation import trainer
 _KNOWN_SOURCES = {"cifar10": (10, 32, 3), "cifar100": (100, 32, 3), "imagenet2012": (1000, 224, 3)}
 
 
-def _number(config: ml_collections.ConfigDict, path: str, low: float, high: float = float("inf"), *,
-            low_open: bool = False, integer: bool = False) -> None:
-  holder = config
-  *parents, leaf = path.split(".")
-  for p in parents:
-    holder = holder[p]
-  value = holder.get(leaf)
-  kind = int if integer else (int, float)
-  ok = isinstance(value, kind) and not isinstance(value, bool)
-  if ok:
-    ok = (value > low if low_open else value >= low) and value <= high
-  if not ok:
-    bound = f"> {low}" if low_open else f">= {low}"
-    upper = "" if high == float("inf") else f" and <= {high}"
-    raise ConfigError(f"config.{path}={value!r} must be {'an integer' if integer else 'a number'} {bound}{upper}")
-
-
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError for a missing block or a value out of range (before anything is built)."""
   for block in ("model", "train", "data", "mesh"):
     if block not in config:
       raise ConfigError(f"config.{block} is missing; start from configs/darts_cifar10_eval.py")
-  _number(config, "batch_size", 1, integer=True)
-  _number(config, "seed", 0, integer=True)
-  _number(config, "log_every", 1, integer=True)
-  _number(config, "checkpoint_every", 1, integer=True)
-  _number(config, "eval_every_epochs", 0.0, low_open=True)
+  # The stated range of every numeric key and the rules between keys (what jobs.validate
+  # checks), again here for callers that build an evaluation without jobs.validate.
+  validation.check_numbers(config)
+  validation.check_cross(config)
   t = config.train
-  _number(config, "train.epochs", 0.0)
-  _number(config, "train.max_steps", 0, integer=True)
-  if t.epochs <= 0 and t.max_steps <= 0:
-    raise ConfigError("config.train.epochs (or train.max_steps) must be positive")
-  _number(config, "train.warmup_epochs", 0.0)
-  _number(config, "train.lr", 0.0, low_open=True)
-  _number(config, "train.lr_reference_batch", 0, integer=True)
-  _number(config, "train.momentum", 0.0, 1.0)
-  _number(config, "train.weight_decay", 0.0)
-  _number(config, "train.grad_clip", 0.0)
-  _number(config, "train.label_smoothing", 0.0, 1.0)
-  _number(config, "train.aux_weight", 0.0)
   trainer.check_train_config(config)
   if config.model.get("space", "darts") == "proxyless" and t.drop_path:
     raise ConfigError("the ProxylessNAS network has no drop-path; set --config.train.drop_path=0")

@@ -26,6 +26,7 @@ import optax
 from chex import ArrayTree as PyTree
 
 from unas_jax import data as data_lib
+from unas_jax.config import check_choice
 from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
@@ -331,4 +332,4 @@ def check_train_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"train.drop_path={t.drop_path} must lie in [0, 1)")
   if not 0.0 <= t.ema_decay < 1.0:
     raise ConfigError(f"train.ema_decay={t.ema_decay} must lie in [0, 1)")
-  batchnorm.check_mode(t.get("bn", "local"), "train.bn")
+  check_choice("train.bn", t.get("bn", "local"), batchnorm.MODES)

@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.nn.proxyless_network import ProxylessNetwork
@@ -75,8 +76,7 @@ class ProbeConfig:
 
   def __post_init__(self):
     object.__setattr__(self, "widths", space.resolve_widths(self.widths))
-    if self.dtype not in DTYPES:
-      raise ConfigError(f"probe dtype={self.dtype!r} is not one of {DTYPES}")
+    check_choice("probe dtype", self.dtype, DTYPES)
     for name in ("batch_size", "resolution", "num_classes", "num_runs"):
       if int(getattr(self, name)) < 1:
         raise ConfigError(f"probe {name}={getattr(self, name)} must be a positive integer")

@@ -52,11 +52,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional, ops
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import precision
-from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 
 AUX_HEAD = "aux_head"  # the auxiliary head's subtree in ``w``
 REMAT = ("none", "cell")
@@ -105,7 +106,7 @@ def _drop_path_active(train: bool, rate: float | jax.Array, key: jax.Array | Non
 class Cell(nnx.Module):
   """One evaluation cell: ``node_j = op_a(state[a]) + op_b(state[b])``, output = concat(nodes)."""
 
-  def __init__(self, nodes: Sequence[darts.Node], c_prev_prev: int, c_prev: int, channels: int, *,
+  def __init__(self, nodes: Sequence[darts_genotype.Node], c_prev_prev: int, c_prev: int, channels: int, *,
                reduction: bool, reduction_prev: bool, depthwise_impl: str = "auto", rngs: nnx.Rngs):
     if reduction_prev:
       self.preprocess0 = ops.FactorizedReduce(c_prev_prev, channels, affine=True, rngs=rngs)
@@ -176,9 +177,9 @@ def _reduction_indices(num_cells: int) -> tuple[int, int]:
   return num_cells // 3, 2 * num_cells // 3
 
 
-def _check_settings(genotype: darts.Genotype | str, num_classes: int, channels: int, num_cells: int
-                    ) -> darts.Genotype:
-  genotype = darts.resolve_genotype(genotype)
+def _check_settings(genotype: darts_genotype.Genotype | str, num_classes: int, channels: int, num_cells: int
+                    ) -> darts_genotype.Genotype:
+  genotype = darts_genotype.resolve_genotype(genotype)
   if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
     raise ConfigError(f"num_classes={num_classes!r} must be a positive integer")
   if not isinstance(channels, (int, np.integer)) or channels < 1:
@@ -208,7 +209,7 @@ class _DartsNetwork(nnx.Module):
     run = lambda cell, s0, s1, key, rate: cell(s0, s1, train=train, key=key, drop_path_rate=rate)
     return nnx.remat(run, policy=precision.remat_policy())(cell, s0, s1, key, drop_path_rate)
 
-  def _build_cells(self, genotype: darts.Genotype, c_prev_prev: int, c_prev: int, channels: int,
+  def _build_cells(self, genotype: darts_genotype.Genotype, c_prev_prev: int, c_prev: int, channels: int,
                    num_cells: int, reduction_prev: bool, depthwise_impl: str, rngs: nnx.Rngs) -> tuple[int, int]:
     reductions = _reduction_indices(num_cells)
     c_curr = channels
@@ -248,7 +249,7 @@ class NetworkCIFAR(_DartsNetwork):
   ``key`` feeds drop-path; ``arch`` is ignored (evaluation networks have no phi).
   """
 
-  def __init__(self, genotype: darts.Genotype | str, *, num_classes: int, channels: int = 36,
+  def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int = 36,
                num_cells: int = 20, auxiliary: bool = True, in_channels: int = 3, stem_multiplier: int = 3,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
                rngs: nnx.Rngs):
@@ -278,7 +279,7 @@ class NetworkImageNet(_DartsNetwork):
   convention as :class:`NetworkCIFAR`.
   """
 
-  def __init__(self, genotype: darts.Genotype | str, *, num_classes: int, channels: int = 48,
+  def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int = 48,
                num_cells: int = 14, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
                rngs: nnx.Rngs):
@@ -308,24 +309,23 @@ class NetworkImageNet(_DartsNetwork):
       return self._run_cells(s0, s1, train=train, key=key, drop_path_rate=drop_path)
 
 
-def build(genotype: darts.Genotype | str, *, network: str = "cifar", num_classes: int, channels: int | None = None,
-          num_cells: int | None = None, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
-          depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
-          rngs: nnx.Rngs) -> _DartsNetwork:
+def build(genotype: darts_genotype.Genotype | str, *, network: str = "cifar", num_classes: int,
+          channels: int | None = None, num_cells: int | None = None, auxiliary: bool = True, in_channels: int = 3,
+          aux_head_bn: bool = True, depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32",
+          remat: str = "none", rngs: nnx.Rngs) -> _DartsNetwork:
   """``NetworkCIFAR`` (``network='cifar'``, default 36 channels, 20 cells) or ``NetworkImageNet``
   (``'imagenet'``, 48 channels, 14 cells)."""
+  check_choice("network", network, ("cifar", "imagenet"))
   compute = dict(depthwise_impl=depthwise_impl, kernels=kernels, dtype=dtype, remat=remat)
   if network == "cifar":
     return NetworkCIFAR(genotype, num_classes=num_classes, channels=channels or 36, num_cells=num_cells or 20,
                         auxiliary=auxiliary, in_channels=in_channels, rngs=rngs, **compute)
-  if network == "imagenet":
-    return NetworkImageNet(genotype, num_classes=num_classes, channels=channels or 48, num_cells=num_cells or 14,
-                           auxiliary=auxiliary, in_channels=in_channels, aux_head_bn=aux_head_bn, rngs=rngs,
-                           **compute)
-  raise ConfigError(f"network={network!r} is not one of ['cifar', 'imagenet']")
+  return NetworkImageNet(genotype, num_classes=num_classes, channels=channels or 48, num_cells=num_cells or 14,
+                         auxiliary=auxiliary, in_channels=in_channels, aux_head_bn=aux_head_bn, rngs=rngs,
+                         **compute)
 
 
-def abstract(genotype: darts.Genotype | str, **kwargs) -> _DartsNetwork:
+def abstract(genotype: darts_genotype.Genotype | str, **kwargs) -> _DartsNetwork:
   """The network with abstract (shape-only) variables: no memory, no compute (``nnx.eval_shape``)."""
   return nnx.eval_shape(lambda: build(genotype, rngs=KeyStream(0), **kwargs))
 
@@ -402,7 +402,7 @@ def count_macs(model: nnx.Module, image_shape: Sequence[int]) -> int:
   return jaxpr_macs(jax.make_jaxpr(forward)(abstract_state, x).jaxpr)
 
 
-def network_macs(genotype: darts.Genotype | str, image_shape: Sequence[int], **kwargs) -> int:
+def network_macs(genotype: darts_genotype.Genotype | str, image_shape: Sequence[int], **kwargs) -> int:
   """Multiply-adds of the network ``build(genotype, **kwargs)`` for one image (no auxiliary head)."""
   kwargs = dict(kwargs, auxiliary=False, depthwise_impl="xla", in_channels=int(image_shape[-1]))
   return count_macs(abstract(genotype, **kwargs), image_shape)

@@ -48,6 +48,7 @@ from unas_jax.nn import ops
 from unas_jax.nn import precision
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
 
 
 MODES = ("batched", "reference")
@@ -266,7 +267,8 @@ class SearchCell(nnx.Module):
         for j in range(max(0, i - 1), n):
           acc[j] = acc[j] + weights[j][:, i, k, None, None, None] * y
 
-  def discrete(self, s0: jax.Array, s1: jax.Array, nodes: Sequence[darts.Node], *, train: bool) -> jax.Array:
+  def discrete(self, s0: jax.Array, s1: jax.Array, nodes: Sequence[darts_genotype.Node], *,
+               train: bool) -> jax.Array:
     """The discrete cell of a genotype, evaluated with this cell's own op modules.
 
     ``node_j = edges[j][a].ops[op_a](state_a) + edges[j][b].ops[op_b](state_b)``:
@@ -409,7 +411,7 @@ class DartsSupernet(nnx.Module):
       raise ConfigError(f"unknown supernet mode {mode!r}; use one of {MODES}")
     if arch is None:
       raise ConfigError("the supernet needs an architecture sample 'arch' (one-hot z or relaxed zeta); "
-                        "for a fixed genotype use unas_jax.spaces.darts.genotype_to_arch")
+                        "for a fixed genotype use unas_jax.spaces.darts_genotype.genotype_to_arch")
     check_arch(arch, self.space, x.shape[0])
     with kernels_lib.use(self.kernels):
       dt = self.compute_dtype
@@ -432,7 +434,7 @@ class DartsSupernet(nnx.Module):
     """Global average pool and classifier in float32: float32 logits whatever the compute dtype."""
     return self.classifier(jnp.mean(precision.to_float32(s1), axis=(1, 2)))
 
-  def discrete(self, x: jax.Array, genotype: darts.Genotype, *, train: bool) -> jax.Array:
+  def discrete(self, x: jax.Array, genotype: darts_genotype.Genotype, *, train: bool) -> jax.Array:
     """The network of one genotype evaluated along its path only, with the supernet's weights."""
     genotype.validate(num_nodes=self.space.num_nodes, op_names=self.space.op_names)
     with kernels_lib.use(self.kernels):
@@ -447,6 +449,6 @@ class DartsSupernet(nnx.Module):
     """The current logits as ``{'normal': {...}, 'reduce': {...}}`` arrays."""
     return {t: {leaf: v[...] for leaf, v in getattr(self, t).items()} for t in darts.CELL_TYPES}
 
-  def genotype(self, meta: Mapping[str, Any] | None = None) -> darts.Genotype:
+  def genotype(self, meta: Mapping[str, Any] | None = None) -> darts_genotype.Genotype:
     """The argmax genotype of the current ``phi``."""
-    return darts.genotype_from_phi(self.phi, self.space, meta)
+    return darts_genotype.genotype_from_phi(self.phi, self.space, meta)

@@ -34,7 +34,7 @@ from typing import Iterator
 
 import jax
 
-from unas_jax.errors import ConfigError
+from unas_jax.config import check_choice
 
 CHOICES = ("auto", "cpu", "xla")
 
@@ -43,9 +43,7 @@ _current: contextvars.ContextVar[str | None] = contextvars.ContextVar("unas_jax_
 
 def check(kernels: str, name: str = "model.kernels") -> str:
   """Returns ``kernels`` if it is one of :data:`CHOICES`; else a one-line :class:`ConfigError`."""
-  if kernels not in CHOICES:
-    raise ConfigError(f"{name}={kernels!r} is not one of {list(CHOICES)}")
-  return kernels
+  return check_choice(name, kernels, CHOICES)
 
 
 def for_platform(platform: str) -> str:

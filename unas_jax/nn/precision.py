@@ -24,7 +24,7 @@ import jax
 from jax.ad_checkpoint import checkpoint_name
 import jax.numpy as jnp
 
-from unas_jax.errors import ConfigError
+from unas_jax.config import check_choice
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 CONV_OUT = "conv_out"
@@ -33,15 +33,12 @@ CONV_OUT = "conv_out"
 def compute_dtype(name, field: str = "model.dtype") -> jnp.dtype:
   """``float32 | bfloat16 | float16`` (a name or a dtype) as a ``jnp.dtype``; else a one-line ConfigError."""
   key = jnp.dtype(name).name if not isinstance(name, str) else name
-  if key not in DTYPES:
-    raise ConfigError(f"{field}={name!r} is not one of {list(DTYPES)}")
+  check_choice(field, key, DTYPES)
   return jnp.dtype(DTYPES[key])
 
 
 def check_remat(value: str, allowed: tuple[str, ...], field: str = "model.remat") -> str:
-  if value not in allowed:
-    raise ConfigError(f"{field}={value!r} is not one of {list(allowed)}")
-  return value
+  return check_choice(field, value, allowed)
 
 
 def conv_out(y: jax.Array) -> jax.Array:

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from unas_jax.errors import ConfigError
+from unas_jax.config import check_choice
 
 OBJECTIVES = ("train", "val", "gen")
 LATENCY_PENALTIES = ("hinge", "linear", "lagrangian")
@@ -39,13 +39,12 @@ def search_objective(l_train: jax.Array, l_val: jax.Array, objective: str, gen_l
 
   ``L_gen_i = l_train_i + lambda |l_val_i - l_train_i|``.
   """
+  check_choice("search.objective", objective, OBJECTIVES)
   if objective == "train":
     return l_train
   if objective == "val":
     return l_val
-  if objective == "gen":
-    return l_train + gen_lambda * jnp.abs(l_val - l_train)
-  raise ConfigError(f"search.objective={objective!r} is not one of {list(OBJECTIVES)}")
+  return l_train + gen_lambda * jnp.abs(l_val - l_train)
 
 
 def per_sample(per_example: jax.Array, num_samples: int) -> jax.Array:
@@ -75,13 +74,12 @@ def latency_penalty(latency_ms: jax.Array, coefficient: jax.Array, target_ms: fl
   unit), so one multiplier step size serves any device and target. At a fixed ``lambda``
   it is the linear penalty with ``c = lambda / target``.
   """
+  check_choice("latency.penalty", kind, LATENCY_PENALTIES)
   if kind == "hinge":
     return coefficient * jax.nn.relu(latency_ms - target_ms)
   if kind == "linear":
     return coefficient * latency_ms
-  if kind == "lagrangian":
-    return coefficient * latency_ms / target_ms
-  raise ConfigError(f"latency.penalty={kind!r} is not one of {list(LATENCY_PENALTIES)}")
+  return coefficient * latency_ms / target_ms
 
 
 def dual_ascent(multiplier: jax.Array, latency_ms: jax.Array, target_ms: jax.Array, lr: jax.Array,

@@ -18,14 +18,10 @@ from __future__ import annotations
 
 from flax import nnx
 
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 
 MODES = ("local", "sync")
-
-
-def check_mode(mode: str, name: str) -> None:
-  if mode not in MODES:
-    raise ConfigError(f"{name}={mode!r} is not one of {list(MODES)}")
 
 
 def _synchronisable(node) -> bool:
@@ -55,6 +51,6 @@ def set_axis_name(module: nnx.Module, axis_name: str | None) -> int:
 
 def apply_mode(module: nnx.Module, mode: str, axis_name: str, name: str = "bn") -> nnx.Module:
   """``module`` with local (``mode='local'``) or ``axis_name``-synchronised BatchNorm statistics."""
-  check_mode(mode, name)
+  check_choice(name, mode, MODES)
   set_axis_name(module, axis_name if mode == "sync" else None)
   return module

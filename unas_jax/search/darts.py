@@ -12,9 +12,12 @@ from chex import ArrayTree as PyTree
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError
 from unas_jax.nn.darts_supernet import DartsSupernet
+from unas_jax.objectives import pairing
 from unas_jax.parallel import batchnorm
 from unas_jax.search import loop
 from unas_jax.spaces import darts
+from unas_jax.spaces import darts_genotype
+from unas_jax.spaces import darts_plot
 
 
 class DartsSearchSpace:
@@ -25,7 +28,7 @@ class DartsSearchSpace:
     m = config.model
     self.space = darts.DartsSpace(op_names=darts.op_set(m.ops), num_nodes=m.nodes)
     self.eps = config.search.eps
-    self.arch_penalty_fn = darts.pairing_penalty
+    self.arch_penalty_fn = pairing.pairing_penalty
     self.meta = {"dataset": config.data.name, "estimator": config.search.estimator,
                  "objective": config.search.objective, "seed": config.seed}
 
@@ -46,15 +49,15 @@ class DartsSearchSpace:
   def phi_from_state(self, phi_state: PyTree) -> PyTree:
     return {t: dict(phi_state[t]) for t in darts.CELL_TYPES}
 
-  def genotype(self, phi: PyTree) -> darts.Genotype:
-    return darts.genotype_from_phi(est.soften(phi, self.eps), self.space, self.meta)
+  def genotype(self, phi: PyTree) -> darts_genotype.Genotype:
+    return darts_genotype.genotype_from_phi(est.soften(phi, self.eps), self.space, self.meta)
 
-  def write_genotype(self, genotype: darts.Genotype, out_dir: str) -> list[str]:
+  def write_genotype(self, genotype: darts_genotype.Genotype, out_dir: str) -> list[str]:
     paths = [os.path.join(out_dir, "genotype.json")]
     genotype.save(paths[0])
     for which in darts.CELL_TYPES:
       path = os.path.join(out_dir, f"{which}_cell.png")
-      darts.plot_cell(genotype, which, path)
+      darts_plot.plot_cell(genotype, which, path)
       paths.append(path)
     return paths
 
@@ -71,7 +74,7 @@ class DartsSearchSpace:
         padded[:, :p[f"inputs_{j}"].shape[-1]] = p[f"inputs_{j}"]
         rows.append(padded)
       probs[f"{t} inputs"] = np.concatenate(rows, 0)
-      names[f"{t} inputs"] = [darts._state_label(i) for i in range(k_max)]
+      names[f"{t} inputs"] = [darts.state_label(i) for i in range(k_max)]
     return probs, names
 
   def latency_hooks(self, config, workdir, info):

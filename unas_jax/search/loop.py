@@ -29,10 +29,11 @@ import numpy as np
 
 from unas_jax import data as data_lib
 from unas_jax import estimators as est
-from unas_jax.config import check_number
+from unas_jax.config import check_choice, check_number
 from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
+from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.search import step as step_lib
 from unas_jax.utils import files
@@ -92,23 +93,25 @@ class SearchSpace(Protocol):
 
 
 def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
+  """The step's settings from ``config.search`` and, when enabled, ``config.latency`` (no fallbacks:
+  the config blocks hold every default)."""
   s = config.search
   latency = config.get("latency")
   kwargs = {}
-  if latency is not None and latency.get("enabled", False):
+  if latency is not None and latency.enabled:
     kwargs = dict(latency_estimator=latency.estimator, latency_target_ms=float(latency.target_ms),
                   latency_penalty=latency.penalty, latency_c=latency.c,
                   latency_warmup_steps=latency.warmup_steps,
-                  latency_lambda_init=float(latency.get("lambda_init", 0.0)),
-                  latency_lambda_lr=float(latency.get("lambda_lr", 0.1)),
-                  latency_damping=float(latency.get("damping", 3.0)),
-                  latency_constraint=latency.get("constraint", "expected"),
-                  latency_ratio=float(latency.get("ratio", 0.95)))
+                  latency_lambda_init=float(latency.lambda_init),
+                  latency_lambda_lr=float(latency.lambda_lr),
+                  latency_damping=float(latency.damping),
+                  latency_constraint=latency.constraint,
+                  latency_ratio=float(latency.ratio))
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,
-      sampling=s.sampling, pairing_weight=s.get("pairing_weight", 0.0), baseline=s.baseline,
-      baseline_decay=s.baseline_decay, baseline_value=s.get("baseline_value", 0.0), learn_eta=s.learn_eta,
-      w_gradient=s.get("w_gradient", "own_forward"), **kwargs)
+      sampling=s.sampling, pairing_weight=s.pairing_weight, baseline=s.baseline,
+      baseline_decay=s.baseline_decay, baseline_value=s.baseline_value, learn_eta=s.learn_eta,
+      w_gradient=s.w_gradient, **kwargs)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -118,8 +121,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"search.init_epochs={s.init_epochs} must lie in [0, search.epochs={s.epochs}]")
   if config.batch_size < 1:
     raise ConfigError(f"batch_size={config.batch_size} must be positive")
-  if s.bn not in ("local", "sync"):
-    raise ConfigError(f"search.bn={s.bn!r} is not one of ['local', 'sync']")
+  check_choice("search.bn", s.bn, batchnorm.MODES)
   latency = config.get("latency")
   if latency is not None and latency.get("enabled", False) and latency.penalty in ("hinge", "lagrangian"):
     # Checked before anything is loaded or measured (the fastest-architecture check needs the surrogate).

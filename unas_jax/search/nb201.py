@@ -31,6 +31,7 @@ from flax import nnx
 from chex import ArrayTree as PyTree
 
 from unas_jax import estimators as est
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError, DataError
 from unas_jax.latency import surrogate as surrogate_lib
 from unas_jax.nn.nb201_supernet import NB201Supernet
@@ -48,16 +49,20 @@ def predict(params: dict[str, jax.Array], arch: PyTree) -> jax.Array:
   return nb201.flatten_arch(arch) @ params["coef"] + params["bias"]
 
 
+def check_latency_config(lc: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError unless ``config.latency`` names a source this space has and its table."""
+  check_choice("latency.source", lc.source, LATENCY_SOURCES, hint="for the nb201 space")
+  if not lc.table_path:
+    raise ConfigError("latency.source=table needs --config.latency.table_path=/path/to/latency.csv "
+                      "(header arch,ms; one row per NB201 cell)")
+
+
 class NB201TableLatency:
   """:class:`unas_jax.search.loop.LatencyHooks` from a per-architecture latency table."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str):
     lc = config.latency
-    if lc.source not in LATENCY_SOURCES:
-      raise ConfigError(f"latency.source={lc.source!r} is not one of {list(LATENCY_SOURCES)} for the nb201 space")
-    if not lc.table_path:
-      raise ConfigError("latency.source=table needs --config.latency.table_path=/path/to/latency.csv "
-                        "(header arch,ms; one row per NB201 cell)")
+    check_latency_config(lc)
     self.config = lc
     self.eps = config.search.eps
     self.table = tables.LatencyTable(lc.table_path)
@@ -152,12 +157,8 @@ class NB201SearchSpace:
     self.benchmark = tables.BenchmarkTable(path) if path else None
     self.latency = None
     lc = config.get("latency")
-    if lc is not None and lc.enabled:  # the same checks as NB201TableLatency, before any data is loaded
-      if lc.source not in LATENCY_SOURCES:
-        raise ConfigError(f"latency.source={lc.source!r} is not one of {list(LATENCY_SOURCES)} for the nb201 space")
-      if not lc.table_path:
-        raise ConfigError("latency.source=table needs --config.latency.table_path=/path/to/latency.csv "
-                          "(header arch,ms; one row per NB201 cell)")
+    if lc is not None and lc.enabled:  # NB201TableLatency's checks, before any data is loaded
+      check_latency_config(lc)
 
   def build_supernet(self, config, info, bn_axis_name):
     m = config.model

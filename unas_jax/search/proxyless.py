@@ -47,6 +47,7 @@ from flax import nnx
 from chex import ArrayTree as PyTree
 
 from unas_jax import estimators as est
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError, DataError
 from unas_jax.latency import blocks as blocks_lib
 from unas_jax.latency import lut as lut_lib
@@ -103,10 +104,8 @@ class ProxylessLatency:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, num_classes: int):
     lc = config.latency
-    if lc.source not in SOURCES:
-      raise ConfigError(f"latency.source={lc.source!r} is not one of {list(SOURCES)}")
-    if lc.statistic not in STATISTICS:
-      raise ConfigError(f"latency.statistic={lc.statistic!r} is not one of {list(STATISTICS)}")
+    check_choice("latency.source", lc.source, SOURCES)
+    check_choice("latency.statistic", lc.statistic, STATISTICS)
     self.config = lc
     self.eps = config.search.eps
     self.directory = os.path.join(workdir, "latency")

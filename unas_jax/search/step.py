@@ -40,6 +40,7 @@ from jax.sharding import PartitionSpec as P
 import optax
 
 from unas_jax import estimators as est
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.objectives import losses
@@ -93,18 +94,31 @@ class SearchState:
 
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
-  """Static settings of the search step (hashable)."""
-  estimator: str = "rebar"
-  objective: str = "gen"
-  gen_lambda: float = 0.5
-  tau: float = 0.4
-  eps: float = 0.0
-  sampling: str = "per_example"
-  pairing_weight: float = 0.0
-  baseline: str = "moving_average"
-  baseline_decay: float = 0.99
-  baseline_value: float = 0.0     # the constant baseline's b
-  learn_eta: bool = False
+  """Static settings of the search step (hashable), read from the config by ``loop.step_config``.
+
+  The search settings have no defaults here: ``config.search``
+  (``unas_jax/search/defaults.py``) is their one home. The latency settings'
+  defaults are what a search without a latency block (``latency_estimator=None``)
+  puts in the state's latency fields, which its step never reads.
+  """
+  estimator: str
+  objective: str
+  gen_lambda: float
+  tau: float
+  eps: float
+  sampling: str
+  pairing_weight: float
+  baseline: str
+  baseline_decay: float
+  baseline_value: float           # the constant baseline's b
+  learn_eta: bool
+  # Where the w update's gradient comes from (REBAR and Gumbel-softmax):
+  # * own_forward: its own forward and backward on the train batch (default);
+  # * relaxed_forward: the estimator's relaxed forward over (train, val), one jax.vjp and
+  #   two cotangents: one forward fewer in the program, but the w backward then runs over
+  #   the val half too (a zero cotangent): on XLA:CPU, 5 cells, 8 channels, it compiled
+  #   9-18% faster and stepped 1.5-1.8x slower (README "Start-up time, step speed and memory").
+  w_gradient: str
   # Latency (None: no latency term). target_ms and c are the initial values of the state's
   # fields of the same names (init_state); the step reads the state's.
   latency_estimator: str | None = None
@@ -119,37 +133,24 @@ class StepConfig:
   latency_damping: float = 3.0
   latency_ratio: float = 0.95
   latency_constraint: str = "expected"
-  # Where the w update's gradient comes from (REBAR and Gumbel-softmax):
-  # * own_forward: its own forward and backward on the train batch (default);
-  # * relaxed_forward: the estimator's relaxed forward over (train, val), one jax.vjp and
-  #   two cotangents: one forward fewer in the program, but the w backward then runs over
-  #   the val half too (a zero cotangent): on XLA:CPU, 5 cells, 8 channels, it compiled
-  #   9-18% faster and stepped 1.5-1.8x slower (README "Start-up time, step speed and memory").
-  w_gradient: str = "own_forward"
 
   def __post_init__(self):
-    if self.estimator not in ACCURACY_ESTIMATORS:
-      raise ConfigError(f"search.estimator={self.estimator!r} is not one of {list(ACCURACY_ESTIMATORS)}")
-    if self.sampling not in SAMPLING:
-      raise ConfigError(f"search.sampling={self.sampling!r} is not one of {list(SAMPLING)}")
-    if self.objective not in losses.OBJECTIVES:
-      raise ConfigError(f"search.objective={self.objective!r} is not one of {list(losses.OBJECTIVES)}")
-    if self.latency_estimator not in (None,) + LATENCY_ESTIMATORS:
-      raise ConfigError(f"latency.estimator={self.latency_estimator!r} is not one of {list(LATENCY_ESTIMATORS)}")
-    if self.latency_penalty not in losses.LATENCY_PENALTIES:
-      raise ConfigError(f"latency.penalty={self.latency_penalty!r} is not one of {list(losses.LATENCY_PENALTIES)}")
+    check_choice("search.estimator", self.estimator, ACCURACY_ESTIMATORS)
+    check_choice("search.sampling", self.sampling, SAMPLING)
+    check_choice("search.objective", self.objective, losses.OBJECTIVES)
+    if self.latency_estimator is not None:  # None: no latency term
+      check_choice("latency.estimator", self.latency_estimator, LATENCY_ESTIMATORS)
+    check_choice("latency.penalty", self.latency_penalty, losses.LATENCY_PENALTIES)
     if self.tau <= 0:
       raise ConfigError(f"search.tau={self.tau} must be positive")
-    if self.w_gradient not in W_GRADIENTS:
-      raise ConfigError(f"search.w_gradient={self.w_gradient!r} is not one of {list(W_GRADIENTS)}")
+    check_choice("search.w_gradient", self.w_gradient, W_GRADIENTS)
     if self.latency_estimator is not None and self.latency_penalty == "lagrangian":
       if not self.latency_target_ms > 0:
         raise ConfigError(f"latency.target_ms={self.latency_target_ms} must be positive for latency.penalty=lagrangian")
       if min(self.latency_lambda_init, self.latency_lambda_lr, self.latency_damping) < 0:
         raise ConfigError(f"latency.lambda_init={self.latency_lambda_init}, latency.lambda_lr="
                           f"{self.latency_lambda_lr} and latency.damping={self.latency_damping} must be >= 0")
-      if self.latency_constraint not in LATENCY_CONSTRAINTS:
-        raise ConfigError(f"latency.constraint={self.latency_constraint!r} is not one of {list(LATENCY_CONSTRAINTS)}")
+      check_choice("latency.constraint", self.latency_constraint, LATENCY_CONSTRAINTS)
       if not 0 < self.latency_ratio <= 1:
         raise ConfigError(f"latency.ratio={self.latency_ratio} must lie in (0, 1]")
 

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.nn import kernels as kernels_lib
@@ -177,8 +178,7 @@ def lower(step: Callable | Any, args: tuple | None, platform: str, kernels: str 
   ``step`` may be an already :func:`trace`-d step (``args`` None): one trace can be
   lowered for several platforms (``cuda`` and ``tpu`` share the ``xla`` kernels).
   """
-  if platform not in PLATFORMS:
-    raise ConfigError(f"platform={platform!r} is not one of {list(PLATFORMS)}")
+  check_choice("platform", platform, PLATFORMS)
   traced = step if args is None else trace(step, args, kernels or kernels_lib.for_platform(platform))
   return traced.lower(lowering_platforms=(platform,))
 
