@@ -44,6 +44,7 @@ def get_config(arg=None):
       "damping": 3.0,          # lagrangian: proportional term on the last violation
       "ratio": 0.95,           # lagrangian: E[lat] is held to this fraction of the target
       "constraint": "expected",  # lagrangian: expected | measured | mode
+      "lagrangian_term": "linear",  # lagrangian: lambda * lat / target | lambda * relu(lat - target) / target (hinge)
       "ridge_lambda": 1.0,
       "surrogate_seed": 0,
       "test_fraction": 0.2,    # share of the table's cells held out to report the surrogate's error

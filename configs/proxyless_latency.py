@@ -56,6 +56,7 @@ def get_config(arg=None):
       "damping": 3.0,             # lagrangian: proportional term, coefficient max(0, lambda + damping * last violation)
       "ratio": 0.95,              # lagrangian: E[lat] is held to this fraction of the target (margin)
       "constraint": "expected",   # lagrangian: expected (surrogate's E_p_phi[lat]) | measured (mean of the samples) | mode
+      "lagrangian_term": "linear",  # lagrangian: lambda * lat / target (linear) | lambda * relu(lat - target) / target (hinge)
       "batch_size": 32,           # latency is measured at this batch size ...
       "resolution": 224,          # ... and resolution
       "dtype": "",                # "": the compute dtype, model.dtype (float32 unless set)

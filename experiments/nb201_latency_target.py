@@ -8,8 +8,8 @@ The ablation's REBAR + L_val setting (``configs/nb201_cifar10.py:quick``, the
 ablation's step count) with ``latency.source=table``: the latency table of
 ``experiments/nb201_latency_table.py`` (this CPU), the target its ``--quantile``
 quantile (25% by default), each of ``--penalties`` (the lagrangian multiplier at its
-defaults, ``lagrangian-mode`` the same with ``latency.constraint=mode``, and the hinge
-at its defaults) for ``--seeds`` seeds. A found cell is
+defaults; ``lagrangian-mode`` with ``latency.constraint=mode``; ``lagrangian-expected-hinge``
+with ``latency.lagrangian_term=hinge``; and the hinge at its defaults) for ``--seeds`` seeds. A found cell is
 judged by both tables: its benchmark CIFAR-10 accuracy, its latency / target, and
 beside them the best cell that meets the target and the mean of all cells that meet
 it (what a random feasible cell would give). Resumable: one JSON per finished search
@@ -57,11 +57,15 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
   config.latency.enabled = True
   config.latency.source = "table"
   config.latency.table_path = args.latency_table
-  # "lagrangian-mode": the lagrangian penalty with latency.constraint=mode (the mode cell's
-  # latency held to ratio * target instead of E_p_phi[lat]).
-  config.latency.penalty, _, constraint = penalty.partition("-")
-  if constraint:
-    config.latency.constraint = constraint
+  # "penalty[-constraint[-term]]": e.g. "lagrangian-mode" (latency.constraint=mode: the mode
+  # cell's latency held to ratio * target instead of E_p_phi[lat]), "lagrangian-expected-hinge"
+  # (latency.lagrangian_term=hinge: lambda * relu(lat - target) / target).
+  parts = penalty.split("-")
+  config.latency.penalty = parts[0]
+  if len(parts) > 1:
+    config.latency.constraint = parts[1]
+  if len(parts) > 2:
+    config.latency.lagrangian_term = parts[2]
   config.latency.target_ms = target
   workdir = os.path.join(args.workdirs, f"{penalty}_seed{seed}")
   t0 = time.time()

@@ -74,6 +74,29 @@ def test_fixed_multiplier_is_the_linear_penalty_with_c_lambda_over_target():
   assert float(s_lag.latency_lambda) == lam and h_lag[0]["latency_lambda"] == lam
 
 
+def test_fixed_multiplier_with_the_hinge_term_is_the_hinge_with_c_lambda_over_target():
+  target, lam = 3.0, 3.0
+  lagrangian = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
+                           latency_lambda_init=lam, latency_lambda_lr=0.0, latency_damping=0.0,
+                           latency_lagrangian_term="hinge")
+  hinge = step_config(latency_estimator="relax", latency_penalty="hinge", latency_target_ms=target,
+                      latency_c=lam / target)
+  linear = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
+                       latency_lambda_init=lam, latency_lambda_lr=0.0, latency_damping=0.0)
+  (s_lag, _), (s_hinge, _), (s_lin, _) = _run(lagrangian), _run(hinge), _run(linear)
+  np.testing.assert_allclose(s_lag.phi["layer"], s_hinge.phi["layer"], rtol=1e-6, atol=1e-7)
+  # Not vacuous: the two lagrangian terms move phi differently.
+  assert np.abs(np.asarray(s_lag.phi["layer"]) - np.asarray(s_lin.phi["layer"])).max() > 1e-3
+
+
+def test_lagrangian_terms():
+  lat = jnp.array([2.0, 4.0, 7.0])
+  np.testing.assert_allclose(losses.latency_penalty(lat, 2.0, 4.0, "lagrangian"), 2.0 * lat / 4.0)
+  np.testing.assert_allclose(losses.latency_penalty(lat, 2.0, 4.0, "lagrangian", "hinge"), [0.0, 0.0, 1.5])
+  with pytest.raises(ConfigError, match="latency.lagrangian_term='relu' is not one of"):
+    losses.latency_penalty(lat, 2.0, 4.0, "lagrangian", "relu")
+
+
 def test_dual_ascent_step():
   # Violated (6 ms against 0.95 * 4): up by lr * (6 / 3.8 - 1); met: down, clipped at 0.
   np.testing.assert_allclose(losses.dual_ascent(1.0, jnp.array([5.0, 7.0]), 4.0, 0.5, 0.95),

@@ -23,6 +23,9 @@ from unas_jax.config import check_choice
 
 OBJECTIVES = ("train", "val", "gen")
 LATENCY_PENALTIES = ("hinge", "linear", "lagrangian")
+# What the lagrangian multiplier multiplies, per sample: lat / target (linear) or
+# relu(lat - target) / target (hinge: no push on a sample that meets the target).
+LAGRANGIAN_TERMS = ("linear", "hinge")
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
@@ -66,19 +69,26 @@ def latency_coefficient(step: jax.Array, c: float, warmup_steps: int) -> jax.Arr
   return c * jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / warmup_steps)
 
 
-def latency_penalty(latency_ms: jax.Array, coefficient: jax.Array, target_ms: float, kind: str = "hinge") -> jax.Array:
-  r"""``c_t * relu(lat - target)`` (hinge), ``c_t * lat`` (linear) or ``lambda * lat / target`` (lagrangian).
+def latency_penalty(latency_ms: jax.Array, coefficient: jax.Array, target_ms: float, kind: str = "hinge",
+                    lagrangian_term: str = "linear") -> jax.Array:
+  r"""``c_t * relu(lat - target)`` (hinge), ``c_t * lat`` (linear) or the lagrangian's term.
 
-  For ``lagrangian`` the coefficient is the multiplier ``lambda``: the phi-dependent part
-  of the Lagrangian ``lambda * (E[lat] / target - 1)``, scale-free (``lat / target`` has no
-  unit), so one multiplier step size serves any device and target. At a fixed ``lambda``
-  it is the linear penalty with ``c = lambda / target``.
+  For ``lagrangian`` the coefficient is the multiplier ``lambda`` and the term is
+  ``lambda * lat / target`` (``lagrangian_term='linear'``: the phi-dependent part of the
+  Lagrangian ``lambda * (E[lat] / target - 1)``; at a fixed ``lambda`` the linear penalty
+  with ``c = lambda / target``) or ``lambda * relu(lat - target) / target``
+  (``'hinge'``: the hinge with ``c = lambda / target``, which leaves a sample that meets
+  the target to the accuracy term). Both are scale-free (no unit), so one multiplier step
+  size serves any device and target.
   """
   check_choice("latency.penalty", kind, LATENCY_PENALTIES)
   if kind == "hinge":
     return coefficient * jax.nn.relu(latency_ms - target_ms)
   if kind == "linear":
     return coefficient * latency_ms
+  check_choice("latency.lagrangian_term", lagrangian_term, LAGRANGIAN_TERMS)
+  if lagrangian_term == "hinge":
+    return coefficient * jax.nn.relu(latency_ms - target_ms) / target_ms
   return coefficient * latency_ms / target_ms
 
 

@@ -106,6 +106,7 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
                   latency_lambda_lr=float(latency.lambda_lr),
                   latency_damping=float(latency.damping),
                   latency_constraint=latency.constraint,
+                  latency_lagrangian_term=latency.lagrangian_term,
                   latency_ratio=float(latency.ratio))
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,

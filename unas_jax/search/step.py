@@ -133,6 +133,7 @@ class StepConfig:
   latency_damping: float = 3.0
   latency_ratio: float = 0.95
   latency_constraint: str = "expected"
+  latency_lagrangian_term: str = "linear"
 
   def __post_init__(self):
     check_choice("search.estimator", self.estimator, ACCURACY_ESTIMATORS)
@@ -151,6 +152,7 @@ class StepConfig:
         raise ConfigError(f"latency.lambda_init={self.latency_lambda_init}, latency.lambda_lr="
                           f"{self.latency_lambda_lr} and latency.damping={self.latency_damping} must be >= 0")
       check_choice("latency.constraint", self.latency_constraint, LATENCY_CONSTRAINTS)
+      check_choice("latency.lagrangian_term", self.latency_lagrangian_term, losses.LAGRANGIAN_TERMS)
       if not 0 < self.latency_ratio <= 1:
         raise ConfigError(f"latency.ratio={self.latency_ratio} must lie in (0, 1]")
 
@@ -394,7 +396,7 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
       else:
         c_t = losses.latency_coefficient(state.step, state.latency_c, cfg.latency_warmup_steps)
       penalty = functools.partial(losses.latency_penalty, coefficient=c_t, target_ms=state.latency_target_ms,
-                                  kind=cfg.latency_penalty)
+                                  kind=cfg.latency_penalty, lagrangian_term=cfg.latency_lagrangian_term)
       control_penalty = lambda arch: penalty(model.control_fn(control, arch))
       f_lat = penalty(latency_ms)
       if cfg.latency_estimator == "relax":
