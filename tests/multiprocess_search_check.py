@@ -90,6 +90,7 @@ def latency_search(source, workdir):
   """Runs the tiny latency search; returns what this process fed the steps."""
   import importlib.util  # pylint: disable=import-outside-toplevel
   from unas_jax.search import loop  # pylint: disable=import-outside-toplevel
+  from unas_jax.latency import proxyless_source  # pylint: disable=import-outside-toplevel
   from unas_jax.search import proxyless  # pylint: disable=import-outside-toplevel
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   spec = importlib.util.spec_from_file_location("proxyless_latency", os.path.join(root, "configs",
@@ -129,7 +130,8 @@ def latency_search(source, workdir):
     lc.num_warmup = 1
     lc.rounds = 1
   record = {"latency_inputs": [], "surrogates": [], "phi": []}
-  original_measure, original_after = proxyless.ProxylessLatency.measure, proxyless.ProxylessLatency.after_step
+  original_measure = proxyless_source.ProxylessLatency.measure
+  original_after = proxyless_source.ProxylessLatency.after_step
   hooks = {}
 
   def measure(self, z):
@@ -145,7 +147,7 @@ def latency_search(source, workdir):
     record["surrogates"].append(_hex(self.surrogate.coef) + ":" + _hex(self.surrogate.bias))
     return out
 
-  proxyless.ProxylessLatency.measure, proxyless.ProxylessLatency.after_step = measure, after_step
+  proxyless_source.ProxylessLatency.measure, proxyless_source.ProxylessLatency.after_step = measure, after_step
 
   class ToySpace(proxyless.ProxylessSearchSpace):
     def build_supernet(self, config, info, bn_axis_name):

@@ -9,7 +9,7 @@ import pytest
 from unas_jax.latency import blocks as B
 from unas_jax.latency import probe as P
 from unas_jax.latency.additive import AdditiveLatency
-from unas_jax.search import proxyless
+from unas_jax.latency import proxyless_source
 from unas_jax.spaces import proxyless as sp
 
 WIDTHS = (8, 8, 8, 8, 8, 8, 8, 8, 16)
@@ -72,7 +72,7 @@ def _config(workdir_source="blocks", model_dtype=None, latency_dtype=""):
 
 def test_blocks_source_fits_reports_held_out_error_and_is_reused(tmp_path, monkeypatch):
   config = _config()
-  latency = proxyless.ProxylessLatency(config, str(tmp_path), 4)
+  latency = proxyless_source.ProxylessLatency(config, str(tmp_path), 4)
   report = json.loads((tmp_path / "latency" / "blocks_report.json").read_text())
   assert report["num_blocks"] == len(_distinct_blocks(TINY)) and report["scale"] > 0
   assert report["test"]["n"] == 3 and np.isfinite(report["test"]["mape_pct"])
@@ -84,15 +84,15 @@ def test_blocks_source_fits_reports_held_out_error_and_is_reused(tmp_path, monke
   latency.close()
   # A second run on the workdir reads the table back: no block is timed again.
   monkeypatch.setattr(B, "measure_block_table", lambda *a, **k: pytest.fail("re-measured the block table"))
-  again = proxyless.ProxylessLatency(config, str(tmp_path), 4)
+  again = proxyless_source.ProxylessLatency(config, str(tmp_path), 4)
   np.testing.assert_allclose(again.table.latencies(gs), latency.table.latencies(gs), rtol=0)
   again.close()
 
 
 def test_probe_dtype_defaults_to_the_compute_dtype_and_keys_hold_versions():
-  assert proxyless.probe_config(_config(), 4).dtype == "float32"
-  assert proxyless.probe_config(_config(model_dtype="bfloat16"), 4).dtype == "bfloat16"
-  assert proxyless.probe_config(_config(model_dtype="bfloat16", latency_dtype="float16"), 4).dtype == "float16"
+  assert proxyless_source.probe_config(_config(), 4).dtype == "float32"
+  assert proxyless_source.probe_config(_config(model_dtype="bfloat16"), 4).dtype == "bfloat16"
+  assert proxyless_source.probe_config(_config(model_dtype="bfloat16", latency_dtype="float16"), 4).dtype == "float16"
   probe = P.LatencyProbe(None, TINY)
   key = probe.key(sp.random_genotypes(0, 1)[0])
   import jaxlib  # pylint: disable=import-outside-toplevel

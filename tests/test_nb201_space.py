@@ -237,9 +237,9 @@ def _synthetic_latency_table(tmp_path, noise=0.0):
 
 
 def test_latency_table_surrogate(tmp_path):
-  from unas_jax.search import nb201 as nb201_search
+  from unas_jax.latency import nb201_table
   path, cells, ms = _synthetic_latency_table(tmp_path, noise=0.02)
-  hooks = nb201_search.NB201TableLatency(_latency_config(path), str(tmp_path / "work"))
+  hooks = nb201_table.NB201TableLatency(_latency_config(path), str(tmp_path / "work"))
   t = hooks.report["test"]
   assert hooks.report["num_test"] == 3125 and t["r2"] > 0.95 and t["mae_ms"] < 0.03
   assert os.path.exists(tmp_path / "work" / "latency" / "surrogate_report.json")
@@ -255,15 +255,17 @@ def test_latency_table_surrogate(tmp_path):
 
 
 def test_latency_table_errors(tmp_path):
-  from unas_jax.search import nb201 as nb201_search
+  from unas_jax.latency import nb201_table
   path, _, ms = _synthetic_latency_table(tmp_path)
-  with pytest.raises(ConfigError, match="below the fastest"):
-    nb201_search.NB201TableLatency(_latency_config(path, target_ms=float(ms.min()) - 0.1), str(tmp_path / "w"))
+  # The one target check of every latency source (unas_jax.latency.hooks.check_target).
+  with pytest.raises(ConfigError, match=r"latency\.target_ms=\S+ is below the smallest reachable latency") as info:
+    nb201_table.NB201TableLatency(_latency_config(path, target_ms=float(ms.min()) - 0.1), str(tmp_path / "w"))
+  assert "fastest cell of the table" in str(info.value) and "\n" not in str(info.value)
   with pytest.raises(ConfigError, match="table_path"):
-    nb201_search.NB201TableLatency(_latency_config(""), str(tmp_path / "w"))
+    nb201_table.NB201TableLatency(_latency_config(""), str(tmp_path / "w"))
   present = [EXAMPLE, ALL_SKIP, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", str(nb201.random_cells(5, 1)[0])]
   partial = _write(tmp_path / "partial.csv", ["arch", "ms"], [[a, 1.0 + n] for n, a in enumerate(present)])
-  hooks = nb201_search.NB201TableLatency(_latency_config(partial), str(tmp_path / "w"))
+  hooks = nb201_table.NB201TableLatency(_latency_config(partial), str(tmp_path / "w"))
   np.testing.assert_allclose(hooks.measure(nb201.cell_to_arch(nb201.from_string(ALL_SKIP))), [2.0])
   missing = next(c for c in nb201.all_cells() if str(c) not in present)
   with pytest.raises(DataError, match="no row for the cell"):

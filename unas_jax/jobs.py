@@ -45,9 +45,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from unas_jax.search import loop  # pylint: disable=import-outside-toplevel
     loop.validate(config)
   if job == "proxyless_search" and config.get("latency") is not None:
-    from unas_jax.search import proxyless  # pylint: disable=import-outside-toplevel
-    check_choice("config.latency.source", config.latency.source, proxyless.SOURCES)
-    check_choice("config.latency.statistic", config.latency.statistic, proxyless.STATISTICS)
+    from unas_jax.latency import proxyless_source  # pylint: disable=import-outside-toplevel
+    check_choice("config.latency.source", config.latency.source, proxyless_source.SOURCES)
+    check_choice("config.latency.statistic", config.latency.statistic, proxyless_source.STATISTICS)
   if job == "evaluate":
     from unas_jax.evaluation import networks  # pylint: disable=import-outside-toplevel
     from unas_jax.evaluation import run as eval_run  # pylint: disable=import-outside-toplevel

@@ -8,6 +8,10 @@ section 8), of the per-block table of compiled blocks, and of UNAS's linear surr
 (``g(z) = sum_ij l_ij z_ij + b`` on the flattened one-hot architecture). Because every
 layer contributes independently, the smallest reachable latency is
 ``b + sum_l min_k t_lk`` and a latency target below it can never be met.
+
+:data:`predict` is the one evaluation of that form for this space: RELAX's control (the
+step gets the model as ``{'coef', 'bias'}``, :meth:`AdditiveLatency.control_params`) and
+:meth:`AdditiveLatency.predict` alike.
 """
 from __future__ import annotations
 
@@ -15,11 +19,13 @@ import dataclasses
 from typing import Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from unas_jax.errors import ConfigError
+from unas_jax.latency import hooks
 from unas_jax.spaces import proxyless as space
+
+# ``g(arch) = flatten_arch(arch) . coef + bias`` on ``{layer: [S, ..., K_l]}``, one-hot or relaxed.
+predict = hooks.LinearControl(space.flatten_arch)
 
 
 @dataclasses.dataclass
@@ -63,16 +69,17 @@ class AdditiveLatency:
   def latencies(self, genotypes: Sequence[space.ProxylessGenotype]) -> np.ndarray:
     return space.genotypes_to_flat(genotypes) @ self.coef + self.bias
 
+  def control_params(self) -> dict[str, jax.Array]:
+    """The model as step inputs: ``{'coef': [141], 'bias': []}`` (float32), for :data:`predict`."""
+    return hooks.control_params(self.coef, self.bias)
+
   def predict(self, arch: Mapping[str, jax.Array]) -> jax.Array:
     """Differentiable ``g(arch)``: leaves ``[S, ..., K]`` (one-hot or relaxed) -> ``[S, ...]``.
 
-    Usable as RELAX's ``control_fn`` (:func:`unas_jax.estimators.relax`).
+    Usable as RELAX's ``control_fn`` (:func:`unas_jax.estimators.relax`); :data:`predict` on
+    :meth:`control_params`.
     """
-    out = self.bias
-    for name in space.LAYER_NAMES:
-      leaf = arch[name]
-      out = out + jnp.tensordot(leaf, jnp.asarray(self.table[name], leaf.dtype), axes=([-1], [0]))
-    return out
+    return predict(self.control_params(), arch)
 
   __call__ = predict
 
@@ -90,13 +97,10 @@ class AdditiveLatency:
     return space.ProxylessGenotype.from_indices(int(np.argmin(self.table[n])) for n in space.LAYER_NAMES)
 
   def check_target(self, target_ms: float) -> None:
-    """Raises :class:`ConfigError` if ``target_ms`` is below the smallest reachable latency."""
-    low = self.min_latency()
-    if target_ms < low:
-      raise ConfigError(
-          f"latency target {target_ms:.3f} ms is below the smallest reachable latency {low:.3f} ms "
-          f"({self.source or 'latency model'}; architecture: {self.min_genotype()}); raise the target "
-          "(e.g. --config.latency.target=...)")
+    """Raises :class:`unas_jax.errors.ConfigError` (naming ``latency.target_ms``) if ``target_ms`` is below
+    the smallest reachable latency (:func:`unas_jax.latency.hooks.check_target`)."""
+    hooks.check_target(target_ms, self.min_latency(),
+                       f"{self.source or 'latency model'}; architecture: {self.min_genotype()}")
 
   # -- serialisation (plain arrays, for checkpoints)
 

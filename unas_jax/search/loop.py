@@ -32,6 +32,7 @@ from unas_jax import estimators as est
 from unas_jax.config import check_choice, check_number
 from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
+from unas_jax.latency.hooks import LatencyHooks, check_target
 from unas_jax.nn import functional
 from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
@@ -42,31 +43,6 @@ from unas_jax.utils.interrupt import StopRequest
 from unas_jax.utils.scaffold import RunScaffold
 
 PyTree = Any
-
-
-class LatencyHooks(Protocol):
-  """What a latency-aware search space provides (see ``unas_jax.search.proxyless``)."""
-
-  def measure(self, z: PyTree) -> np.ndarray:
-    """Measured latency in ms of each architecture of ``z`` (leaves ``[S, ..., K]``, numpy)."""
-
-  def control_params(self) -> PyTree:
-    """The surrogate's parameters (passed to the step each call)."""
-
-  def control_fn(self, params: PyTree, arch: PyTree) -> jax.Array:
-    """Differentiable predicted latency ``[S]`` in ms."""
-
-  def state_dict(self) -> dict:
-    """JSON-able state saved with checkpoints."""
-
-  def load_state_dict(self, state: dict) -> None:
-    ...
-
-  def after_step(self, step: int, phi: PyTree) -> dict[str, float]:
-    """Bookkeeping at logging steps (e.g. refitting the surrogate); returns metrics to log."""
-
-  def speculate(self, z: PyTree) -> None:
-    """Starts preparing (compiling) the architectures of a coming step, in the background."""
 
 
 class SearchSpace(Protocol):
@@ -124,10 +100,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"batch_size={config.batch_size} must be positive")
   check_choice("search.bn", s.bn, batchnorm.MODES)
   latency = config.get("latency")
-  if latency is not None and latency.get("enabled", False) and latency.penalty in ("hinge", "lagrangian"):
-    # Checked before anything is loaded or measured (the fastest-architecture check needs the surrogate).
-    if not float(latency.target_ms) > 0:
-      raise ConfigError(f"latency.target_ms={latency.target_ms} must be positive (a latency budget in ms)")
+  if latency is not None and latency.get("enabled", False):
+    # The sign, before anything is loaded or measured; the latency source checks the target
+    # against the fastest architecture once it has priced it.
+    check_target(latency.target_ms, penalty=latency.penalty)
   if s.estimator == "reinforce" and s.baseline == "leave_one_out" and s.sampling != "per_example":
     # Leave-one-out averages the other architectures a device drew in the same step;
     # with one draw per device there are none (the traced step would fail deep in XLA).

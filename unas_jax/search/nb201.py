@@ -11,134 +11,29 @@ printed, logged and written to ``genotype/benchmark.json``; at every evaluation
 the mode cell's benchmark accuracy joins the eval metrics (``bench_cifar10``,
 ...), which gives the curve of benchmark accuracy over the search.
 
-Latency (``latency.enabled`` with ``latency.source=table``): a CSV of NB201
-string -> ms (:class:`~unas_jax.spaces.nb201_tables.LatencyTable`) prices every
-sampled cell; RELAX's control is a linear surrogate
-``g(z) = sum_{e,k} l_{ek} z_{ek} + b`` on the one-hot cell, fitted by ridge
-regression (``latency.ridge_lambda``) on a random 80% of the table's cells, its
-held-out error on the other 20% reported in ``<workdir>/latency``, then
-refitted on every row.
+Latency (``latency.enabled`` with ``latency.source=table``): every sampled cell
+is priced by a per-cell table, with a linear surrogate as RELAX's control
+(:class:`unas_jax.latency.nb201_table.NB201TableLatency`).
 """
 from __future__ import annotations
 
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 from chex import ArrayTree as PyTree
 
 from unas_jax import estimators as est
-from unas_jax.config import check_choice
-from unas_jax.errors import ConfigError, DataError
-from unas_jax.latency import surrogate as surrogate_lib
+from unas_jax.errors import ConfigError
+from unas_jax.latency.nb201_table import NB201TableLatency, check_latency_config
 from unas_jax.nn.nb201_supernet import NB201Supernet
 from unas_jax.parallel import batchnorm
 from unas_jax.search import loop
 from unas_jax.spaces import nb201
 from unas_jax.spaces import nb201_tables as tables
 from unas_jax.utils import files
-
-LATENCY_SOURCES = ("table",)
-
-
-def predict(params: dict[str, jax.Array], arch: PyTree) -> jax.Array:
-  """``g(arch) = flatten(arch) . coef + bias``, ``[S]``; differentiable in ``arch`` (RELAX's control)."""
-  return nb201.flatten_arch(arch) @ params["coef"] + params["bias"]
-
-
-def check_latency_config(lc: ml_collections.ConfigDict) -> None:
-  """Raises ConfigError unless ``config.latency`` names a source this space has and its table."""
-  check_choice("latency.source", lc.source, LATENCY_SOURCES, hint="for the nb201 space")
-  if not lc.table_path:
-    raise ConfigError("latency.source=table needs --config.latency.table_path=/path/to/latency.csv "
-                      "(header arch,ms; one row per NB201 cell)")
-
-
-class NB201TableLatency:
-  """:class:`unas_jax.search.loop.LatencyHooks` from a per-architecture latency table."""
-
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str):
-    lc = config.latency
-    check_latency_config(lc)
-    self.config = lc
-    self.eps = config.search.eps
-    self.table = tables.LatencyTable(lc.table_path)
-    self.directory = files.makedirs(os.path.join(workdir, "latency"))
-    self.coef = np.zeros(nb201.NUM_EDGES * nb201.NUM_OPS)
-    self.bias = 0.0
-    self.report: dict = {}
-    self.fit()
-
-  def fit(self) -> dict:
-    """Ridge fit on 80% of the table, held-out report on 20%, final fit on all rows (deterministic)."""
-    lc = self.config
-    x = nb201.cells_to_flat(self.table.cells)
-    y = self.table.ms
-    n = len(y)
-    n_test = max(1, int(round(lc.test_fraction * n)))
-    if n - n_test < 2:
-      raise DataError(f"latency table {self.table.path} has {n} rows; the surrogate needs at least 3")
-    perm = np.random.default_rng(lc.surrogate_seed).permutation(n)
-    test, train = perm[:n_test], perm[n_test:]
-    coef, bias = surrogate_lib.ridge(x[train], y[train], lc.ridge_lambda)
-    y_pred = x[test] @ coef + bias
-    self.report = {"source": "table", "table": self.table.path, "lam": lc.ridge_lambda,
-                   "num_train": int(len(train)), "num_test": int(len(test)),
-                   "train": surrogate_lib.regression_report(y[train], x[train] @ coef + bias),
-                   "test": surrogate_lib.regression_report(y[test], y_pred)}
-    self.coef, self.bias = surrogate_lib.ridge(x, y, lc.ridge_lambda)
-    if jax.process_index() == 0:
-      surrogate_lib.write_report(self.report, os.path.join(self.directory, "surrogate_report.json"))
-      surrogate_lib.scatter_plot(y[test], y_pred, os.path.join(self.directory, "surrogate_scatter.png"),
-                                 "NB201 latency surrogate, held-out (table)")
-      t = self.report["test"]
-      print(f"latency surrogate (table, {n} cells): held-out MAE {t['mae_ms']:.4f} ms, MAPE {t['mape_pct']:.2f}%, "
-            f"R^2 {t['r2']:.3f}, Kendall tau {t['kendall_tau']:.3f}", flush=True)
-    fastest = float(self.table.ms.min())
-    if lc.penalty in ("hinge", "lagrangian") and lc.target_ms < fastest:
-      raise ConfigError(f"latency.target_ms={lc.target_ms} is below the fastest cell of the table "
-                        f"({fastest:.4f} ms); raise the target above it")
-    return self.report
-
-  def mode_report(self, cell: nb201.Cell) -> dict:
-    """The found (mode) cell's table latency against the target: ``ratio = latency / target``."""
-    lc = self.config
-    measured = self.table.latency(cell)
-    target = float(lc.target_ms)
-    return {"measured_ms": measured, "predicted_ms": float(nb201.cells_to_flat([cell])[0] @ self.coef + self.bias),
-            "target_ms": target, "ratio": measured / target if target > 0 else float("nan"),
-            "meets_target": measured <= target, "penalty": lc.penalty,
-            "c": float(lc.c) if lc.penalty != "lagrangian" else None}
-
-  def measure(self, z: PyTree) -> np.ndarray:
-    return self.table.latencies(nb201.cells_from_arch(z))
-
-  def control_params(self) -> dict[str, jax.Array]:
-    return {"coef": jnp.asarray(self.coef, jnp.float32), "bias": jnp.asarray(self.bias, jnp.float32)}
-
-  control_fn = staticmethod(predict)
-
-  def expected_latency(self, phi: PyTree) -> float:
-    """``E_{z ~ p_phi}[g(z)]`` (exact: g is linear)."""
-    probs = est.probabilities(est.soften(phi, self.eps))
-    return float(predict(self.control_params(), {k: jnp.asarray(v)[None] for k, v in probs.items()})[0])
-
-  def after_step(self, step: int, phi: PyTree) -> dict[str, float]:
-    del step
-    return {"latency_expected_ms": self.expected_latency(phi),
-            "latency_mode_ms": self.table.latency(nb201.cell_from_phi(phi))}
-
-  def speculate(self, z: PyTree) -> None:
-    del z  # a table needs no preparation
-
-  def state_dict(self) -> dict:
-    return {"coef": self.coef.tolist(), "bias": float(self.bias)}
-
-  def load_state_dict(self, state: dict) -> None:
-    self.coef, self.bias = np.asarray(state["coef"]), float(state["bias"])
 
 
 class NB201SearchSpace:
@@ -243,4 +138,4 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
-__all__ = ["NB201SearchSpace", "NB201TableLatency", "predict", "run"]
+__all__ = ["NB201SearchSpace", "run"]

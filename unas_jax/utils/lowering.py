@@ -70,13 +70,14 @@ def _search_space(config):
   if job == "darts_search":
     from unas_jax.search import darts  # pylint: disable=import-outside-toplevel
     return darts.DartsSearchSpace(config), None
+  from unas_jax.latency import additive  # pylint: disable=import-outside-toplevel
   from unas_jax.search import proxyless  # pylint: disable=import-outside-toplevel
   from unas_jax.spaces import proxyless as pspace  # pylint: disable=import-outside-toplevel
   space = proxyless.ProxylessSearchSpace(config)
   latency = None
   if config.latency.enabled:
     num_features = sum(s.num_choices for s in pspace.layer_specs(pspace.resolve_widths(config.model.widths)))
-    latency = _ShapeOnlyLatency(proxyless.predict, num_features)
+    latency = _ShapeOnlyLatency(additive.predict, num_features)
   return space, latency
 
 
@@ -115,7 +116,7 @@ def probe_steps(config: ml_collections.ConfigDict) -> Steps:
   from unas_jax.nn.proxyless_network import ProxylessNetwork  # pylint: disable=import-outside-toplevel
   from flax import nnx  # pylint: disable=import-outside-toplevel
   lc, m = config.latency, config.model
-  # The probe's own rule (search.proxyless.probe_config): latency.dtype, else the compute dtype.
+  # The probe's own rule (latency.proxyless_source.probe_config): latency.dtype, else the compute dtype.
   dtype = jnp.dtype(lc.dtype or m.get("dtype", "float32"))
   num_classes = dataset_info(config).num_classes
   net = nnx.eval_shape(lambda: ProxylessNetwork("proxylessnas_gpu", m.widths, num_classes, rngs=nnx.Rngs(0),
