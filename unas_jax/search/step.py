@@ -112,6 +112,7 @@ class StepConfig:
   baseline_decay: float
   baseline_value: float           # the constant baseline's b
   learn_eta: bool
+  eta_lr: float                   # learn_eta: Adam's learning rate on eta
   # Where the w update's gradient comes from (REBAR and Gumbel-softmax):
   # * own_forward: its own forward and backward on the train batch (default);
   # * relaxed_forward: the estimator's relaxed forward over (train, val), one jax.vjp and
@@ -144,6 +145,8 @@ class StepConfig:
     if self.tau <= 0:
       raise ConfigError(f"search.tau={self.tau} must be positive")
     check_choice("search.w_gradient", self.w_gradient, W_GRADIENTS)
+    if self.learn_eta and not self.eta_lr > 0:
+      raise ConfigError(f"search.eta_lr={self.eta_lr} must be positive with search.learn_eta")
     if self.latency_estimator is not None and self.latency_penalty == "lagrangian":
       if not self.latency_target_ms > 0:
         raise ConfigError(f"latency.target_ms={self.latency_target_ms} must be positive for latency.penalty=lagrangian")
@@ -239,7 +242,9 @@ def make_optimizers(search_config, global_batch: int, total_steps: int):
   return tx_w, tx_phi, w_schedule, phi_schedule
 
 
-ETA_TX = optax.adam(1e-3)
+def eta_optimizer(cfg: StepConfig) -> optax.GradientTransformation:
+  """Adam on REBAR's eta (``search.learn_eta``) at ``search.eta_lr``; its state does not depend on the rate."""
+  return optax.adam(cfg.eta_lr)
 
 
 def make_baseline(cfg: StepConfig) -> est.Baseline:
@@ -253,7 +258,7 @@ def init_state(seed: int, phi, w, stats, tx_w, tx_phi, cfg: StepConfig, eta: flo
   eta = jnp.asarray(eta, jnp.float32)
   return SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
                      phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
-                     baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta),
+                     baseline=baseline.init(), eta=eta, opt_eta=eta_optimizer(cfg).init(eta),
                      latency_lambda=jnp.asarray(cfg.latency_lambda_init, jnp.float32),
                      latency_violation=jnp.zeros((), jnp.float32), **latency_hparams(cfg))
 
@@ -417,7 +422,7 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
 
     eta, opt_eta = state.eta, state.opt_eta
     if cfg.learn_eta and estimate.eta_grad is not None:
-      eta_updates, opt_eta = ETA_TX.update(jax.lax.pmean(estimate.eta_grad, DATA_AXIS), state.opt_eta)
+      eta_updates, opt_eta = eta_optimizer(cfg).update(jax.lax.pmean(estimate.eta_grad, DATA_AXIS), state.opt_eta)
       eta = optax.apply_updates(state.eta, eta_updates)
 
     new_baseline = state.baseline
