@@ -215,3 +215,35 @@ def test_per_sample_keys_make_samples_independent_of_slicing():
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(untied))
   grads = est.rebar(phi, keys, lambda a: jnp.sum(a["a"][..., 0], -1), sample_shape=(8,)).grads
   assert jax.tree.structure(grads) == jax.tree.structure(phi)
+
+
+def test_pre_drawn_noise_gives_the_same_estimates():
+  """``noise=gumbel_noise(key, ...)`` (one draw handed to several estimators, as the search step
+  does) gives bit-identical samples and estimates to drawing it from ``key`` inside."""
+  phi = {"a": jax.random.normal(jax.random.key(0), (3, 5)), "b": jnp.array([2.0, -1.0, 0.0])}
+  eps, shape = 0.05, (6,)
+  keys = est.per_sample_keys(jax.random.key(1), jnp.arange(6))
+  logits = est.soften(phi, eps)
+  noise = est.gumbel_noise(keys, logits, shape)
+  loss_fn = lambda a: jnp.sum(a["a"][..., 0] ** 2, -1) + a["b"][:, 1]
+  f_z = loss_fn(est.discrete(keys, logits, shape))
+  common = dict(eps=eps, sample_shape=shape)
+  pairs = [
+      (est.discrete(keys, logits, shape), est.discrete(keys, logits, shape, noise=noise)),
+      (est.sample(keys, logits, tau=0.4, sample_shape=shape),
+       est.sample(keys, logits, tau=0.4, sample_shape=shape, noise=noise)),
+  ]
+  for name, fn in [("rebar", lambda **kw: est.rebar(phi, keys, loss_fn, eta=0.7, **common, **kw)),
+                   ("relax", lambda **kw: est.relax(phi, keys, f_z, loss_fn, **common, **kw)),
+                   ("gumbel_softmax", lambda **kw: est.gumbel_softmax(phi, keys, loss_fn, **common, **kw)),
+                   ("reinforce", lambda **kw: est.reinforce(phi, keys, f_z, **common, **kw))]:
+    a, b = fn(), fn(noise=noise)
+    pairs.append((a.grads, b.grads))
+    pairs.append((a.sample, b.sample))
+    if a.eta_grad is not None:
+      pairs.append((a.eta_grad, b.eta_grad))
+  for a, b in pairs:
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+      np.testing.assert_array_equal(x, y)
+  with pytest.raises(ValueError, match="sampler"):
+    est.rebar(phi, keys, loss_fn, sampler=est.sample, noise=noise, **common)

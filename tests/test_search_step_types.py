@@ -108,3 +108,27 @@ def test_latency_target_and_c_are_inputs_one_program_for_a_sweep():
   np.testing.assert_allclose(new_phi[(100.0, 1.0)], new_phi[(0.0, 0.0)], rtol=1e-6, atol=1e-7)
   assert np.abs(new_phi[(0.0, 1.0)] - new_phi[(0.0, 0.0)]).max() > 1e-3
   assert len(programs) == 1, "latency target / c changed the compiled program"
+
+
+def test_step_key_streams_keep_their_tags():
+  """The named streams are ``fold_in(fold_in(key, step), tag)`` with tags arch 0, dropout 1,
+  warmup_dropout 2: renaming or reordering them must not change any run's random numbers."""
+  state_key = jax.random.key_data(jax.random.key(3))
+  keys = step_lib.step_keys(state_key, jnp.int32(7))
+  step_key = jax.random.fold_in(jax.random.key(3), 7)
+  for tag, key in enumerate([keys.arch, keys.dropout, keys.warmup_dropout]):
+    np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(jax.random.fold_in(step_key, tag)))
+
+
+def test_eta_lr_reaches_the_eta_update():
+  """learn_eta: eta moves by Adam's first step, ``eta_lr * sign(d||g||^2/d eta)``, at the configured rate."""
+  moved = {}
+  for eta_lr in (1e-3, 1e-2):
+    mesh, state, step = toy_search_step(step_config(estimator="rebar", learn_eta=True, eta_lr=eta_lr))
+    x, y = toy_data(jax.random.key(0), 16)
+    eta = float(state.eta)  # before the step, which donates the state
+    new, _ = step(state, mesh_lib.put_batch((x[:8], y[:8]), mesh), mesh_lib.put_batch((x[8:], y[8:]), mesh),
+                  mesh_lib.put_global(jnp.zeros(8), mesh), jnp.zeros(()))
+    moved[eta_lr] = abs(float(new.eta) - eta)
+  np.testing.assert_allclose(moved[1e-3], 1e-3, rtol=1e-3)
+  np.testing.assert_allclose(moved[1e-2], 1e-2, rtol=1e-3)

@@ -155,14 +155,16 @@ def _one_hot_argmax(s):
 
 
 def discrete(key: jax.Array, logits: PyTree, sample_shape: tuple[int, ...] = (1,), *,
-             uniform_clamp: float | None = None) -> PyTree:
-  """The one-hot ``z`` that :func:`sample` draws from the same key.
+             uniform_clamp: float | None = None, noise: PyTree | None = None) -> PyTree:
+  """The one-hot ``z = one_hot(argmax(log_softmax(l) + g))`` that :func:`sample` draws from the same key.
 
   This is phase one of the two-phase use: draw ``z`` here, measure a
   non-differentiable loss on it (latency) outside the compiled step, then hand
   the values and the same ``key`` to :func:`unas_jax.estimators.relax`.
+  ``noise``: ``g`` already drawn by :func:`gumbel_noise` from ``key`` (then ``key``
+  and ``uniform_clamp`` are not read); None draws it here.
   """
-  g = gumbel_noise(key, logits, sample_shape, uniform_clamp=uniform_clamp)
+  g = gumbel_noise(key, logits, sample_shape, uniform_clamp=uniform_clamp) if noise is None else noise
   return jax.tree.map(lambda l, gl: _one_hot_argmax(jax.nn.log_softmax(l, -1) + gl), logits, g)
 
 
@@ -207,7 +209,7 @@ def _tied_noise(lq, s, z):
 
 def sample(key: jax.Array, logits: PyTree, *, tau: float | jax.Array,
            sample_shape: tuple[int, ...] = (1,), tied: bool = True,
-           uniform_clamp: float | None = None) -> Sample:
+           uniform_clamp: float | None = None, noise: PyTree | None = None) -> Sample:
   r"""Draws ``z``, ``zeta`` and ``zeta~ ~ r(zeta | z)`` for every categorical.
 
   Args:
@@ -220,11 +222,14 @@ def sample(key: jax.Array, logits: PyTree, *, tau: float | jax.Array,
     tied: if True, ``zeta~`` reuses the noise of ``z`` (``zeta~ == zeta`` in
       value); otherwise ``zeta~`` uses fresh noise drawn from ``fold_in(key, 1)``.
     uniform_clamp: clamp ``u`` to ``[c, 1 - c]`` like the reference code (biased).
+    noise: the Gumbel noise ``g`` already drawn by :func:`gumbel_noise` from ``key``
+      (a caller that hands one draw to several estimators draws it once); None
+      draws it here. Untied ``zeta~`` still draws its own noise from ``key``.
 
   Returns:
     A :class:`Sample`.
   """
-  g = gumbel_noise(key, logits, sample_shape, uniform_clamp=uniform_clamp)
+  g = gumbel_noise(key, logits, sample_shape, uniform_clamp=uniform_clamp) if noise is None else noise
   if not tied:
     cond_key = (jax.vmap(lambda k: jax.random.fold_in(k, 1))(key) if _is_key_batch(key)
                 else jax.random.fold_in(key, 1))

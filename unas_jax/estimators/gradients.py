@@ -29,6 +29,12 @@ Losses: ``loss_fn(arch) -> L`` of shape ``[S]`` (or ``(L, aux)`` with
 passed as values ``f_z`` of shape ``[S]``, computed on
 ``categorical.discrete(key, soften(phi, eps), sample_shape)`` outside the
 compiled step (the two-phase use).
+
+Every estimator takes an optional ``noise``: the Gumbel noise
+``g = categorical.gumbel_noise(key, soften(phi, eps), sample_shape)`` already drawn,
+so that a caller that hands one draw to several estimators (the search step: the
+accuracy estimator, the latency estimator, the w update) draws it once. The noise
+does not depend on ``phi``, so the estimate is the same as with ``noise=None``.
 """
 from __future__ import annotations
 
@@ -133,14 +139,15 @@ def _control_variate(sample: categorical.Sample, fn, has_aux):
   return value_cond, value - value_cond, aux
 
 
-def _sampler(tied: bool, uniform_clamp: float | None):
-  return functools.partial(categorical.sample, tied=tied, uniform_clamp=uniform_clamp)
+def _sampler(tied: bool, uniform_clamp: float | None, noise: PyTree | None):
+  return functools.partial(categorical.sample, tied=tied, uniform_clamp=uniform_clamp, noise=noise)
 
 
 def reinforce(phi: PyTree, key: jax.Array, loss: jax.Array | Callable, *, eps: float = 0.0,
               sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE,
               baseline: Baseline | None = None, baseline_state: Any = None,
-              has_aux: bool = False, uniform_clamp: float | None = None) -> Estimate:
+              has_aux: bool = False, uniform_clamp: float | None = None,
+              noise: PyTree | None = None) -> Estimate:
   r"""REINFORCE: ``(L(z) - b) d/dphi log p_phi(z)``, averaged over the ``S`` samples.
 
   Args:
@@ -151,9 +158,10 @@ def reinforce(phi: PyTree, key: jax.Array, loss: jax.Array | Callable, *, eps: f
     eps: softening.
     sample_shape: ``(S,)``.
     baseline: a :class:`Baseline` (default none) and its ``baseline_state``.
+    noise: the draw's Gumbel noise, if already drawn (module docstring).
   """
   logits = categorical.soften(phi, eps)
-  z = categorical.discrete(key, logits, sample_shape, uniform_clamp=uniform_clamp)
+  z = categorical.discrete(key, logits, sample_shape, uniform_clamp=uniform_clamp, noise=noise)
   aux = None
   if callable(loss):
     f_z, aux = _call(loss, z, has_aux)
@@ -174,16 +182,17 @@ def reinforce(phi: PyTree, key: jax.Array, loss: jax.Array | Callable, *, eps: f
 def gumbel_softmax(phi: PyTree, key: jax.Array, loss_fn: Callable, *, tau: float = 0.4,
                    eps: float = 0.0, sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE,
                    has_aux: bool = False, uniform_clamp: float | None = None,
-                   params: PyTree = None) -> Estimate:
+                   params: PyTree = None, noise: PyTree | None = None) -> Estimate:
   r"""Gumbel-softmax (SNAS): ``d/dphi L(zeta)``, ``zeta = softmax((l + g)/tau)``.
 
   Biased: the relaxed loss is not the discrete loss. Kept as the low-variance
   baseline the paper compares against; the tests check that it *is* biased.
-  ``f_z`` is the discrete loss, evaluated for logging only. ``params``: as in :func:`unas`.
+  ``f_z`` is the discrete loss, evaluated for logging only. ``params`` and ``noise``: as in
+  :func:`unas`.
   """
   def surrogate(p, params_):
     sample = categorical.sample(key, categorical.soften(p, eps), tau=tau, sample_shape=sample_shape,
-                                uniform_clamp=uniform_clamp)
+                                uniform_clamp=uniform_clamp, noise=noise)
     value, aux = _call(_bind(loss_fn, params_, has_aux), sample.zeta, has_aux)
     j_params = aux["params_loss"] if params_ is not None else None
     return (jnp.mean(value), j_params), (value, aux, sample)
@@ -202,7 +211,8 @@ def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.
          control_fn: Callable | None = None, *, eta: float | jax.Array = 1.0, tau: float | jax.Array = 0.4,
          eps: float = 0.0, sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
          has_aux: bool = False, sampler: Callable | None = None,
-         uniform_clamp: float | None = None, params: PyTree = None) -> Estimate:
+         uniform_clamp: float | None = None, params: PyTree = None,
+         noise: PyTree | None = None) -> Estimate:
   r"""UNAS: REBAR on a differentiable ``L_d`` plus RELAX on a measured ``L_n``, one sample.
 
   .. math::
@@ -227,6 +237,8 @@ def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.
       ``zeta`` with tied noise), from the same forward pass as the phi gradient:
       the search step trains ``w`` on the relaxed sample of the draw without a
       second forward. The phi estimate is unchanged.
+    noise: the Gumbel noise of ``key``'s draw, if already drawn (module docstring);
+      not with ``sampler``.
   """
   if loss_fn is None and f_n is None:
     raise ValueError("unas() needs a differentiable loss_fn, measured values f_n, or both")
@@ -234,7 +246,9 @@ def unas(phi: PyTree, key: jax.Array, loss_fn: Callable | None = None, f_n: jax.
     if control_fn is None:
       raise ValueError("RELAX needs a differentiable control_fn (e.g. the latency surrogate)")
     f_n = _check_values("f_n", f_n, sample_shape)
-  sampler = sampler or _sampler(tied, uniform_clamp)
+  if sampler is not None and noise is not None:
+    raise ValueError("noise is for the default sampler; an injected sampler draws its own")
+  sampler = sampler or _sampler(tied, uniform_clamp, noise)
 
   def draw(p):
     logits = categorical.soften(p, eps)
@@ -290,7 +304,8 @@ def rebar(phi: PyTree, key: jax.Array, loss_fn: Callable, *, eta: float | jax.Ar
           tau: float | jax.Array = 0.4, eps: float = 0.0,
           sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
           has_aux: bool = False, sampler: Callable | None = None,
-          uniform_clamp: float | None = None, params: PyTree = None) -> Estimate:
+          uniform_clamp: float | None = None, params: PyTree = None,
+          noise: PyTree | None = None) -> Estimate:
   r"""REBAR (paper eq. 3) for a differentiable loss, control variate ``eta * L(zeta~)``:
 
   .. math::
@@ -299,16 +314,19 @@ def rebar(phi: PyTree, key: jax.Array, loss_fn: Callable, *, eta: float | jax.Ar
 
   Unbiased for every ``eta`` and ``tau``. ``Estimate.eta_grad`` is
   ``d ||g_hat||^2 / d eta``, for learning ``eta`` by descent on the variance.
-  ``params``: as in :func:`unas` (the weights' gradient from the same relaxed forward).
+  ``params``: as in :func:`unas` (the weights' gradient from the same relaxed forward);
+  ``noise``: as in :func:`unas`.
   """
   return unas(phi, key, loss_fn, None, None, eta=eta, tau=tau, eps=eps, sample_shape=sample_shape,
-              tied=tied, has_aux=has_aux, sampler=sampler, uniform_clamp=uniform_clamp, params=params)
+              tied=tied, has_aux=has_aux, sampler=sampler, uniform_clamp=uniform_clamp, params=params,
+              noise=noise)
 
 
 def relax(phi: PyTree, key: jax.Array, f_z: jax.Array, control_fn: Callable, *,
           tau: float | jax.Array = 0.4, eps: float = 0.0,
           sample_shape: tuple[int, ...] = DEFAULT_SAMPLE_SHAPE, tied: bool = True,
-          sampler: Callable | None = None, uniform_clamp: float | None = None) -> Estimate:
+          sampler: Callable | None = None, uniform_clamp: float | None = None,
+          noise: PyTree | None = None) -> Estimate:
   r"""RELAX (paper eq. 5) for a measured, non-differentiable loss ``L_n``:
 
   .. math::
@@ -318,9 +336,10 @@ def relax(phi: PyTree, key: jax.Array, f_z: jax.Array, control_fn: Callable, *,
   Args:
     f_z: ``L_n`` measured on ``categorical.discrete(key, soften(phi, eps), sample_shape)``.
     control_fn: differentiable ``arch -> [S]`` (UNAS: a linear latency surrogate).
+    noise: as in :func:`unas`.
   """
   return unas(phi, key, None, f_z, control_fn, tau=tau, eps=eps, sample_shape=sample_shape,
-              tied=tied, sampler=sampler, uniform_clamp=uniform_clamp)
+              tied=tied, sampler=sampler, uniform_clamp=uniform_clamp, noise=noise)
 
 
 def rebar_variance_gradients(phi: PyTree, key: jax.Array, loss_fn: Callable, *, eta: jax.Array,

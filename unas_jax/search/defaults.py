@@ -15,6 +15,8 @@ def search_block() -> ml_collections.ConfigDict:
       "tau": 0.4,
       "eta": 1.0,                    # REBAR's control-variate scale (UNAS: fixed 1)
       "learn_eta": False,            # REBAR's remedy: descend the estimator's variance in eta
+      "eta_lr": 1e-3,                # learn_eta: Adam's learning rate on eta (one scalar, noisy
+                                     # gradient d||g_hat||^2/d eta: small steps average it)
       "eps": 0.0,                    # softening log(softmax(phi) + eps); 0.08 on ImageNet
       "sampling": "per_example",     # per_example | per_device | shared
       "pairing_weight": 0.2,         # DARTS space only

@@ -87,7 +87,7 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,
       sampling=s.sampling, pairing_weight=s.pairing_weight, baseline=s.baseline,
-      baseline_decay=s.baseline_decay, baseline_value=s.baseline_value, learn_eta=s.learn_eta,
+      baseline_decay=s.baseline_decay, baseline_value=s.baseline_value, learn_eta=s.learn_eta, eta_lr=s.eta_lr,
       w_gradient=s.w_gradient, **kwargs)
 
 

@@ -3,12 +3,14 @@ r"""The jitted search and weight-training steps (docs/design.md sections 3 and 6
 One search step, per device (inside ``jax.shard_map`` over the ``data`` axis):
 
 1. draw architectures from ``phi`` with keys derived from ``(seed, step)`` (a
-   resumed run draws the same samples): one per example, one per device, or one
-   shared by the whole batch;
-2. estimate ``d/dphi E[L(z)]`` with the configured estimator (REINFORCE,
+   resumed run draws the same samples; :func:`step_keys` names the streams): one
+   per example, one per device, or one shared by the whole batch. The draw
+   (:class:`Draw`: softened logits, Gumbel noise, ``z``) is made once and handed to
+   the accuracy estimator, the latency estimator and the w update;
+2. estimate ``d/dphi E[L(z)]`` with the configured estimator (:func:`accuracy_estimator`: REINFORCE,
    Gumbel-softmax or REBAR) on the accuracy objective (``L_train``, ``L_val`` or
    ``L_gen`` plus the pairing penalty), and, when a latency term is configured,
-   add RELAX's estimate for ``c_t * relu(lat(z) - target)`` with the measured
+   add (:func:`latency_term`) RELAX's estimate for ``c_t * relu(lat(z) - target)`` with the measured
    latencies passed in and the surrogate as control (or REINFORCE / the biased
    FBNet-style surrogate-through-Gumbel gradient, for comparison); with
    ``latency_penalty='lagrangian'`` the term is ``lambda * lat(z) / target``
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from flax import struct
 import jax
@@ -112,6 +114,7 @@ class StepConfig:
   baseline_decay: float
   baseline_value: float           # the constant baseline's b
   learn_eta: bool
+  eta_lr: float                   # learn_eta: Adam's learning rate on eta
   # Where the w update's gradient comes from (REBAR and Gumbel-softmax):
   # * own_forward: its own forward and backward on the train batch (default);
   # * relaxed_forward: the estimator's relaxed forward over (train, val), one jax.vjp and
@@ -145,6 +148,8 @@ class StepConfig:
     if self.tau <= 0:
       raise ConfigError(f"search.tau={self.tau} must be positive")
     check_choice("search.w_gradient", self.w_gradient, W_GRADIENTS)
+    if self.learn_eta and not self.eta_lr > 0:
+      raise ConfigError(f"search.eta_lr={self.eta_lr} must be positive with search.learn_eta")
     if self.latency_estimator is not None and self.latency_penalty == "lagrangian":
       if not self.latency_target_ms > 0:
         raise ConfigError(f"latency.target_ms={self.latency_target_ms} must be positive for latency.penalty=lagrangian")
@@ -194,9 +199,58 @@ def sample_indices(cfg: StepConfig, device_index, local_batch: int) -> jax.Array
   return jnp.zeros((1,), jnp.int32)
 
 
-def arch_key(state_key: jax.Array, step: jax.Array) -> jax.Array:
-  """The key from which step ``step`` draws its architectures (host and device agree)."""
-  return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state_key), step), 0)
+class StepKeys(NamedTuple):
+  """The named key streams of one step: ``fold_in(fold_in(key, step), tag)``.
+
+  The tags (0, 1, 2) are part of every run's random numbers: a resumed run, and
+  the host's draw of the architectures it measures, must reproduce them.
+
+  Attributes:
+    arch: the architectures (tag 0); global sample ``i`` from ``fold_in(arch, i)``,
+      so the host (:func:`global_architectures`) and every device draw the same ``z``.
+    dropout: the search step's forward noise (drop-path; tag 1); device ``d`` splits
+      ``fold_in(dropout, d)`` into the train forward's, the val forward's and the w update's.
+    warmup_dropout: the w-only warm-up's forward noise (tag 2), ``fold_in(warmup_dropout, d)``.
+  """
+  arch: jax.Array
+  dropout: jax.Array
+  warmup_dropout: jax.Array
+
+
+def step_keys(state_key: jax.Array, step: jax.Array) -> StepKeys:
+  """The key streams of step ``step`` of the run whose base key data is ``state_key``."""
+  step_key = jax.random.fold_in(jax.random.wrap_key_data(state_key), step)
+  return StepKeys(arch=jax.random.fold_in(step_key, 0), dropout=jax.random.fold_in(step_key, 1),
+                  warmup_dropout=jax.random.fold_in(step_key, 2))
+
+
+class Draw(NamedTuple):
+  r"""One device's architectures of a step, drawn once and handed to every consumer.
+
+  ``logits = soften(phi, eps)``; ``noise`` the Gumbel noise ``g`` of each sample (sample
+  ``i`` from ``keys[i]``); ``z = one_hot(argmax(log_softmax(logits) + g))``. The
+  estimators rebuild their relaxed samples from ``noise``, differentiably in phi.
+  """
+  keys: jax.Array
+  logits: PyTree
+  noise: PyTree
+  z: PyTree
+
+  @property
+  def sample_shape(self) -> tuple[int, ...]:
+    return self.keys.shape
+
+  def relaxed(self, tau) -> est.Sample:
+    """``zeta = softmax((log_softmax(logits) + g) / tau)`` of the same draw (no gradient needed)."""
+    return est.sample(self.keys, self.logits, tau=tau, sample_shape=self.sample_shape, noise=self.noise)
+
+
+def draw_architectures(phi: PyTree, eps: float, arch_key: jax.Array, indices: jax.Array) -> Draw:
+  """The samples with global indices ``indices`` of the step whose architecture key is ``arch_key``."""
+  keys = est.per_sample_keys(arch_key, indices)
+  logits = est.soften(phi, eps)
+  noise = est.gumbel_noise(keys, logits, keys.shape)
+  return Draw(keys=keys, logits=logits, noise=noise, z=est.discrete(keys, logits, keys.shape, noise=noise))
 
 
 def global_architectures(cfg: StepConfig, state_key, step, phi, global_batch: int, num_devices: int) -> PyTree:
@@ -206,8 +260,7 @@ def global_architectures(cfg: StepConfig, state_key, step, phi, global_batch: in
   latency and passes it in.
   """
   n = num_global_samples(cfg, global_batch, num_devices)
-  keys = est.per_sample_keys(arch_key(state_key, step), jnp.arange(n))
-  return est.discrete(keys, est.soften(phi, cfg.eps), (n,))
+  return draw_architectures(phi, cfg.eps, step_keys(state_key, step).arch, jnp.arange(n)).z
 
 
 def _pmean(tree):
@@ -241,7 +294,9 @@ def make_optimizers(search_config, global_batch: int, total_steps: int):
   return tx_w, tx_phi, w_schedule, phi_schedule
 
 
-ETA_TX = optax.adam(1e-3)
+def eta_optimizer(cfg: StepConfig) -> optax.GradientTransformation:
+  """Adam on REBAR's eta (``search.learn_eta``) at ``search.eta_lr``; its state does not depend on the rate."""
+  return optax.adam(cfg.eta_lr)
 
 
 def make_baseline(cfg: StepConfig) -> est.Baseline:
@@ -255,7 +310,7 @@ def init_state(seed: int, phi, w, stats, tx_w, tx_phi, cfg: StepConfig, eta: flo
   eta = jnp.asarray(eta, jnp.float32)
   return SearchState(step=jnp.zeros((), jnp.int32), key=jax.random.key_data(jax.random.key(seed)),
                      phi=phi, w=w, stats=stats, opt_phi=tx_phi.init(phi), opt_w=tx_w.init(w),
-                     baseline=baseline.init(), eta=eta, opt_eta=ETA_TX.init(eta),
+                     baseline=baseline.init(), eta=eta, opt_eta=eta_optimizer(cfg).init(eta),
                      latency_lambda=jnp.asarray(cfg.latency_lambda_init, jnp.float32),
                      latency_violation=jnp.zeros((), jnp.float32), **latency_hparams(cfg))
 
@@ -299,6 +354,145 @@ def _w_update(model: SearchModel, tx_w, state: SearchState, arch, x, y, key):
   return _apply_w_grads(tx_w, state, grads, new_stats, loss, acc)
 
 
+def accuracy_estimator(cfg: StepConfig) -> Callable[[SearchState, Draw, Callable], est.Estimate]:
+  r"""``(state, draw, loss_fn) -> Estimate`` of ``d/dphi E_{p_phi}[L(z)]`` for ``search.estimator``.
+
+  ``loss_fn(arch, w) -> (L [S], aux)`` is the accuracy objective; the choice is made
+  here, once, when the step is built:
+
+  * reinforce: ``(L(z) - b) grad log p(z)``, ``b`` the configured baseline (``state.baseline``);
+  * gumbel_softmax: ``grad L(zeta)`` (SNAS; biased);
+  * rebar (paper eq. 3): ``(L(z) - eta L(zeta~)) grad log p(z) - eta grad L(zeta~) + eta grad L(zeta)``
+    at ``eta = state.eta``.
+
+  Every estimate's ``sample.zeta`` is the relaxed sample of ``draw`` at ``tau``, on which
+  the w update trains. With ``w_gradient='relaxed_forward'`` (rebar, gumbel_softmax), ``w``
+  is the estimator's ``params`` and ``Estimate.params_grads`` its gradient from the same
+  relaxed forward; otherwise ``w`` is closed over (no gradient).
+  """
+  baseline = make_baseline(cfg)
+  shared_w = cfg.w_gradient == "relaxed_forward"
+
+  def relaxed_args(state, draw, loss_fn):
+    kwargs = dict(tau=cfg.tau, eps=cfg.eps, sample_shape=draw.sample_shape, noise=draw.noise, has_aux=True)
+    if shared_w:
+      return loss_fn, dict(kwargs, params=state.w)
+    return functools.partial(_with_w, loss_fn, state.w), kwargs
+
+  def rebar(state, draw, loss_fn):
+    loss_fn, kwargs = relaxed_args(state, draw, loss_fn)
+    return est.rebar(state.phi, draw.keys, loss_fn, eta=state.eta, **kwargs)
+
+  def gumbel_softmax(state, draw, loss_fn):
+    loss_fn, kwargs = relaxed_args(state, draw, loss_fn)
+    return est.gumbel_softmax(state.phi, draw.keys, loss_fn, **kwargs)
+
+  def reinforce(state, draw, loss_fn):
+    f_z, aux = loss_fn(draw.z, state.w)
+    # Leave-one-out uses this device's other samples (needs >= 2 per device).
+    estimate = est.reinforce(state.phi, draw.keys, f_z, baseline=baseline, baseline_state=state.baseline,
+                             eps=cfg.eps, sample_shape=draw.sample_shape, noise=draw.noise)
+    # REINFORCE relaxes nothing; w trains on the relaxed sample of its draw, as with the others.
+    return estimate._replace(aux={"discrete": aux}, sample=draw.relaxed(cfg.tau))
+
+  return {"reinforce": reinforce, "gumbel_softmax": gumbel_softmax, "rebar": rebar}[cfg.estimator]
+
+
+class LatencyTerm(NamedTuple):
+  """The latency term's part of a step: its phi gradient, the multiplier's next state, metrics."""
+  grads: PyTree
+  latency_lambda: jax.Array
+  latency_violation: jax.Array
+  metrics: dict[str, jax.Array]
+
+
+def latency_term(cfg: StepConfig, control_fn) -> Callable[..., LatencyTerm] | None:
+  r"""``(state, draw, latency_ms, control) -> LatencyTerm`` for ``cfg``'s latency block (None: no term).
+
+  The penalty ``L_lat = P(lat(z); c_t)`` (:func:`losses.latency_penalty`: hinge
+  ``c_t relu(lat - target)``, linear ``c_t lat`` or lagrangian ``c_t lat / target``) of the
+  measured latencies ``latency_ms`` of ``draw.z``, with ``g = P(control_fn(control, .); c_t)``
+  as the differentiable surrogate. Its phi gradient, chosen once:
+
+  * relax (paper eq. 5): ``(L_lat(z) - g(zeta~)) grad log p(z) - grad g(zeta~) + grad g(zeta)``;
+  * reinforce: ``L_lat(z) grad log p(z)``;
+  * surrogate_gumbel: ``grad g(zeta)`` (FBNet-style; biased).
+
+  The coefficient ``c_t``: hinge and linear warm ``c`` up linearly over ``warmup_steps``;
+  lagrangian uses the multiplier damped by the previous step's violation,
+  ``max(0, lambda + damping * v_prev)``, and moves ``lambda`` one dual-ascent step
+  on this step's estimate of ``E[lat]`` (``latency.constraint``).
+  """
+  if cfg.latency_estimator is None:
+    return None
+
+  def relax(state, draw, f_lat, control_penalty):
+    return est.relax(state.phi, draw.keys, f_lat, control_penalty, tau=cfg.tau, eps=cfg.eps,
+                     sample_shape=draw.sample_shape, noise=draw.noise).grads
+
+  def reinforce(state, draw, f_lat, control_penalty):
+    del control_penalty
+    return est.reinforce(state.phi, draw.keys, f_lat, eps=cfg.eps, sample_shape=draw.sample_shape,
+                         noise=draw.noise).grads
+
+  def surrogate_gumbel(state, draw, f_lat, control_penalty):
+    del f_lat  # FBNet-style: the surrogate through the relaxed sample, not the measurement
+    return est.gumbel_softmax(state.phi, draw.keys, control_penalty, tau=cfg.tau, eps=cfg.eps,
+                              sample_shape=draw.sample_shape, noise=draw.noise).grads
+
+  estimate_fn = {"relax": relax, "reinforce": reinforce, "surrogate_gumbel": surrogate_gumbel}[cfg.latency_estimator]
+
+  def expected_ms(state, draw, latency_ms, control):
+    del state, latency_ms
+    return control_fn(control, jax.tree.map(lambda a: a[None], est.probabilities(draw.logits)))[0]
+
+  def mode_ms(state, draw, latency_ms, control):
+    del state, latency_ms
+    return control_fn(control, jax.tree.map(lambda a: a[None], est.mode(draw.logits)))[0]
+
+  def measured_ms(state, draw, latency_ms, control):
+    del state, draw, control
+    return jax.lax.pmean(jnp.mean(latency_ms), DATA_AXIS)
+
+
+  def warmed_up(state, draw, latency_ms, control):
+    del draw, latency_ms, control
+    c_t = losses.latency_coefficient(state.step, state.latency_c, cfg.latency_warmup_steps)
+    return c_t, state.latency_lambda, state.latency_violation, {}
+
+  def lagrangian(state, draw, latency_ms, control):
+    # The multiplier replaces the hand-set, warmed-up c: it starts at lambda_init and
+    # grows only while the constraint is violated. The coefficient adds a damping term
+    # on the *previous* step's violation (a PI controller: the integral lambda reacts
+    # late, as phi's optimiser has momentum); the previous step's, so that the
+    # coefficient does not depend on this step's samples and the estimate stays unbiased.
+    c_t = losses.damped_multiplier(state.latency_lambda, state.latency_violation, state.latency_damping)
+    mean_ms = constraint_ms(state, draw, latency_ms, control)
+    latency_lambda = losses.dual_ascent(state.latency_lambda, mean_ms, state.latency_target_ms,
+                                        state.latency_lambda_lr, state.latency_ratio)
+    latency_violation = losses.violation(mean_ms, state.latency_target_ms, state.latency_ratio)
+    metrics = dict(latency_lambda=state.latency_lambda, latency_coefficient=c_t,
+                   latency_violation=jnp.mean(latency_ms) / state.latency_target_ms - 1.0)
+    return c_t, latency_lambda, latency_violation, metrics
+
+  coefficient_fn = warmed_up
+  if cfg.latency_penalty == "lagrangian":
+    constraint_ms = {"expected": expected_ms, "mode": mode_ms, "measured": measured_ms}[cfg.latency_constraint]
+    coefficient_fn = lagrangian
+
+  def term(state, draw, latency_ms, control):
+    c_t, latency_lambda, latency_violation, metrics = coefficient_fn(state, draw, latency_ms, control)
+    penalty = functools.partial(losses.latency_penalty, coefficient=c_t, target_ms=state.latency_target_ms,
+                                kind=cfg.latency_penalty, lagrangian_term=cfg.latency_lagrangian_term)
+    f_lat = penalty(latency_ms)
+    grads = estimate_fn(state, draw, f_lat, lambda arch: penalty(control_fn(control, arch)))
+    metrics.update(latency_ms=jnp.mean(latency_ms), latency_predicted_ms=jnp.mean(control_fn(control, draw.z)),
+                   latency_penalty=jnp.mean(f_lat), latency_c=c_t)
+    return LatencyTerm(grads, latency_lambda, latency_violation, metrics)
+
+  return term
+
+
 def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, global_batch: int,
                      w_schedule=None, phi_schedule=None):
   """Returns ``step(state, batch_train, batch_val, latency_ms, control) -> (state, metrics)``.
@@ -310,17 +504,18 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
   num_devices = mesh.devices.size
   local_batch = global_batch // num_devices
   s_local = samples_per_device(cfg, local_batch)
-  baseline = make_baseline(cfg)
   latency_spec = P() if cfg.sampling == "shared" else P(DATA_AXIS)
+  accuracy_fn = accuracy_estimator(cfg)
+  latency_fn = latency_term(cfg, model.control_fn)
+  tx_eta = eta_optimizer(cfg)
+  needs_val = cfg.objective in ("val", "gen")
 
   def per_device(state: SearchState, batch_train, batch_val, latency_ms, control):
     device = jax.lax.axis_index(DATA_AXIS)
-    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-    keys = est.per_sample_keys(arch_key(state.key, state.step), sample_indices(cfg, device, local_batch))
-    noise_key = jax.random.fold_in(jax.random.fold_in(step_key, 1), device)
-    key_t, key_v, key_w = jax.random.split(noise_key, 3)
+    keys = step_keys(state.key, state.step)
+    draw = draw_architectures(state.phi, cfg.eps, keys.arch, sample_indices(cfg, device, local_batch))
+    key_t, key_v, key_w = jax.random.split(jax.random.fold_in(keys.dropout, device), 3)
     (x_t, y_t), (x_v, y_v) = batch_train, batch_val
-    needs_val = cfg.objective in ("val", "gen")
 
     def loss_fn(arch, w):
       """Per-sample accuracy objective ``[S]`` (+ pairing penalty) for one-hot or relaxed arch.
@@ -352,97 +547,47 @@ def make_search_step(model: SearchModel, tx_w, tx_phi, cfg: StepConfig, mesh, gl
       aux["w"] = {"stats": new_stats, "acc": acc_t}
       return value, aux
 
-    common = dict(eps=cfg.eps, sample_shape=(s_local,))
-    metrics = {}
-    shared_w = cfg.w_gradient == "relaxed_forward"
-    if cfg.estimator in ("rebar", "gumbel_softmax") and not shared_w:
-      loss_fn = functools.partial(_with_w, loss_fn, state.w)
-    if cfg.estimator == "rebar":
-      estimate = est.rebar(state.phi, keys, loss_fn, eta=state.eta, tau=cfg.tau, has_aux=True,
-                           params=state.w if shared_w else None, **common)
-    elif cfg.estimator == "gumbel_softmax":
-      estimate = est.gumbel_softmax(state.phi, keys, loss_fn, tau=cfg.tau, has_aux=True,
-                                    params=state.w if shared_w else None, **common)
-    else:
-      z = est.discrete(keys, est.soften(state.phi, cfg.eps), (s_local,))
-      f_z, aux = loss_fn(z, state.w)
-      # Leave-one-out uses this device's other samples (needs >= 2 per device).
-      estimate = est.reinforce(state.phi, keys, f_z, baseline=baseline, baseline_state=state.baseline, **common)
-      estimate = estimate._replace(aux={"discrete": aux})
+    # phi: the accuracy estimate plus, with a latency block, the latency term's.
+    estimate = accuracy_fn(state, draw, loss_fn)
     phi_grads = estimate.grads
-    metrics.update({k: v for k, v in (estimate.aux.get("discrete") or {}).items() if k not in ("w", "params_loss")})
+    metrics = {k: v for k, v in (estimate.aux.get("discrete") or {}).items() if k not in ("w", "params_loss")}
     metrics["objective"] = jnp.mean(estimate.f_z)
     if estimate.f_relaxed is not None:
       metrics["objective_relaxed"] = jnp.mean(estimate.f_relaxed)
-
     latency_lambda, latency_violation = state.latency_lambda, state.latency_violation
-    if cfg.latency_estimator is not None:
-      if cfg.latency_penalty == "lagrangian":
-        # The multiplier replaces the hand-set, warmed-up c: it starts at lambda_init and
-        # grows only while the constraint is violated. The coefficient adds a damping term
-        # on the *previous* step's violation (a PI controller: the integral lambda reacts
-        # late, as phi's optimiser has momentum); the previous step's, so that the
-        # coefficient does not depend on this step's samples and the estimate stays unbiased.
-        c_t = losses.damped_multiplier(state.latency_lambda, state.latency_violation, state.latency_damping)
-        if cfg.latency_constraint == "measured":
-          mean_ms = jax.lax.pmean(jnp.mean(latency_ms), DATA_AXIS)
-        else:
-          logits = est.soften(jax.lax.stop_gradient(state.phi), cfg.eps)
-          arch = est.mode(logits) if cfg.latency_constraint == "mode" else est.probabilities(logits)
-          mean_ms = model.control_fn(control, jax.tree.map(lambda a: a[None], arch))[0]
-        latency_lambda = losses.dual_ascent(state.latency_lambda, mean_ms, state.latency_target_ms,
-                                            state.latency_lambda_lr, state.latency_ratio)
-        latency_violation = losses.violation(mean_ms, state.latency_target_ms, state.latency_ratio)
-      else:
-        c_t = losses.latency_coefficient(state.step, state.latency_c, cfg.latency_warmup_steps)
-      penalty = functools.partial(losses.latency_penalty, coefficient=c_t, target_ms=state.latency_target_ms,
-                                  kind=cfg.latency_penalty, lagrangian_term=cfg.latency_lagrangian_term)
-      control_penalty = lambda arch: penalty(model.control_fn(control, arch))
-      f_lat = penalty(latency_ms)
-      if cfg.latency_estimator == "relax":
-        lat_grads = est.relax(state.phi, keys, f_lat, control_penalty, tau=cfg.tau, **common).grads
-      elif cfg.latency_estimator == "reinforce":
-        lat_grads = est.reinforce(state.phi, keys, f_lat, **common).grads
-      else:  # FBNet-style: the surrogate through the relaxed sample (biased)
-        lat_grads = est.gumbel_softmax(state.phi, keys, control_penalty, tau=cfg.tau, **common).grads
-      phi_grads = jax.tree.map(jnp.add, phi_grads, lat_grads)
-      z_lat = est.discrete(keys, est.soften(state.phi, cfg.eps), (s_local,))
-      metrics.update(latency_ms=jnp.mean(latency_ms), latency_predicted_ms=jnp.mean(model.control_fn(control, z_lat)),
-                     latency_penalty=jnp.mean(f_lat), latency_c=c_t)
-      if cfg.latency_penalty == "lagrangian":
-        metrics.update(latency_lambda=state.latency_lambda, latency_coefficient=c_t,
-                       latency_violation=jnp.mean(latency_ms) / state.latency_target_ms - 1.0)
-
+    if latency_fn is not None:
+      latency = latency_fn(state, draw, latency_ms, control)
+      phi_grads = jax.tree.map(jnp.add, phi_grads, latency.grads)
+      latency_lambda, latency_violation = latency.latency_lambda, latency.latency_violation
+      metrics.update(latency.metrics)
     phi_grads = _pmean(phi_grads)
     updates, opt_phi = tx_phi.update(phi_grads, state.opt_phi, state.phi)
     phi = optax.apply_updates(state.phi, updates)
 
+    # eta: REBAR's remedy, descend d||g_hat||^2/d eta (the estimator's variance).
     eta, opt_eta = state.eta, state.opt_eta
     if cfg.learn_eta and estimate.eta_grad is not None:
-      eta_updates, opt_eta = ETA_TX.update(jax.lax.pmean(estimate.eta_grad, DATA_AXIS), state.opt_eta)
+      eta_updates, opt_eta = tx_eta.update(jax.lax.pmean(estimate.eta_grad, DATA_AXIS), state.opt_eta)
       eta = optax.apply_updates(state.eta, eta_updates)
 
     new_baseline = state.baseline
-    if cfg.estimator == "reinforce" and estimate.baseline_state is not None:
+    if estimate.baseline_state is not None:  # REINFORCE's
       # Moving averages are linear: mean of local = global. pmean turns the int32 count into
       # float32; cast back, or the next call sees a new state type and recompiles the step.
       new_baseline = jax.tree.map(lambda new, old: new.astype(old.dtype), _pmean(estimate.baseline_state),
                                   state.baseline)
 
-    # w step on the train batch with the relaxed sample of this draw; with
+    # w: a step on the train batch with the relaxed sample of this draw; with
     # w_gradient=relaxed_forward its gradient came from the estimator's relaxed forward.
     if estimate.params_grads is not None:
       relaxed = estimate.aux["relaxed"]
       w, opt_w, stats, w_metrics = _apply_w_grads(tx_w, state, estimate.params_grads, relaxed["w"]["stats"],
                                                   relaxed["params_loss"], relaxed["w"]["acc"])
     else:
-      arch_w = estimate.sample.zeta if cfg.estimator != "reinforce" else est.sample(
-          keys, est.soften(state.phi, cfg.eps), tau=cfg.tau, sample_shape=(s_local,)).zeta
-      w, opt_w, stats, w_metrics = _w_update(model, tx_w, state, arch_w, x_t, y_t, key_w)
+      w, opt_w, stats, w_metrics = _w_update(model, tx_w, state, estimate.sample.zeta, x_t, y_t, key_w)
     metrics.update(w_metrics)
     metrics = _pmean(metrics)
-    metrics.update(phi_grad_norm=optax.global_norm(phi_grads), entropy=est.entropy(est.soften(state.phi, cfg.eps)),
-                   eta=state.eta)
+    metrics.update(phi_grad_norm=optax.global_norm(phi_grads), entropy=est.entropy(draw.logits), eta=state.eta)
     if w_schedule is not None:
       metrics.update(lr_w=w_schedule(state.step), lr_phi=phi_schedule(state.step))
     new_state = state.replace(step=state.step + 1, phi=phi, w=w, stats=stats, opt_phi=opt_phi, opt_w=opt_w,
@@ -461,15 +606,13 @@ def make_warmup_step(model: SearchModel, tx_w, cfg: StepConfig, mesh, global_bat
   """w-only steps with architectures sampled from phi (the ``init_epochs`` warm-up)."""
   num_devices = mesh.devices.size
   local_batch = global_batch // num_devices
-  s_local = samples_per_device(cfg, local_batch)
 
   def per_device(state: SearchState, batch_train):
     device = jax.lax.axis_index(DATA_AXIS)
-    keys = est.per_sample_keys(arch_key(state.key, state.step), sample_indices(cfg, device, local_batch))
-    step_key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-    key_w = jax.random.fold_in(jax.random.fold_in(step_key, 2), device)
-    zeta = est.sample(keys, est.soften(state.phi, cfg.eps), tau=cfg.tau, sample_shape=(s_local,)).zeta
-    w, opt_w, stats, metrics = _w_update(model, tx_w, state, zeta, *batch_train, key_w)
+    keys = step_keys(state.key, state.step)
+    draw = draw_architectures(state.phi, cfg.eps, keys.arch, sample_indices(cfg, device, local_batch))
+    key_w = jax.random.fold_in(keys.warmup_dropout, device)
+    w, opt_w, stats, metrics = _w_update(model, tx_w, state, draw.relaxed(cfg.tau).zeta, *batch_train, key_w)
     metrics = _pmean(metrics)
     if w_schedule is not None:
       metrics["lr_w"] = w_schedule(state.step)
