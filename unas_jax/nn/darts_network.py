@@ -198,6 +198,14 @@ class _DartsNetwork(nnx.Module):
   float32 features and both logits are float32.
   """
 
+  def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
+               drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array | None]:
+    """``(logits, aux_logits or None)``: the network's stem (``_stem``: the two first states) then its cells."""
+    del arch
+    with kernels_lib.use(self.kernels):
+      s0, s1 = self._stem(x.astype(self.compute_dtype), train=train)
+      return self._run_cells(s0, s1, train=train, key=key, drop_path_rate=drop_path)
+
   def _set_compute(self, kernels: str, dtype: Any, remat: str) -> None:
     self.kernels = kernels_lib.check(kernels)
     self.compute_dtype = precision.compute_dtype(dtype)
@@ -263,12 +271,9 @@ class NetworkCIFAR(_DartsNetwork):
                      if auxiliary else None)
     self.classifier = ops.Linear(c_prev, num_classes, rngs=rngs)
 
-  def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
-               drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array | None]:
-    del arch
-    with kernels_lib.use(self.kernels):
-      s = self.stem_bn(self.stem_conv(x.astype(self.compute_dtype)), train=train)
-      return self._run_cells(s, s, train=train, key=key, drop_path_rate=drop_path)
+  def _stem(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
+    s = self.stem_bn(self.stem_conv(x), train=train)
+    return s, s
 
 
 class NetworkImageNet(_DartsNetwork):
@@ -299,14 +304,10 @@ class NetworkImageNet(_DartsNetwork):
                      if auxiliary else None)
     self.classifier = ops.Linear(c_prev, num_classes, rngs=rngs)
 
-  def __call__(self, x: jax.Array, arch: Any = None, *, train: bool, key: jax.Array | None = None,
-               drop_path: float | jax.Array = 0.0) -> tuple[jax.Array, jax.Array | None]:
-    del arch
-    with kernels_lib.use(self.kernels):
-      s0 = self.stem0_bn1(self.stem0_conv1(x.astype(self.compute_dtype)), train=train)
-      s0 = self.stem0_bn2(self.stem0_conv2(jax.nn.relu(s0)), train=train)
-      s1 = self.stem1_bn(self.stem1_conv(jax.nn.relu(s0)), train=train)
-      return self._run_cells(s0, s1, train=train, key=key, drop_path_rate=drop_path)
+  def _stem(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
+    s0 = self.stem0_bn1(self.stem0_conv1(x), train=train)
+    s0 = self.stem0_bn2(self.stem0_conv2(jax.nn.relu(s0)), train=train)
+    return s0, self.stem1_bn(self.stem1_conv(jax.nn.relu(s0)), train=train)
 
 
 def build(genotype: darts_genotype.Genotype | str, *, network: str = "cifar", num_classes: int,
