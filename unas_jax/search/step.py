@@ -410,7 +410,8 @@ def latency_term(cfg: StepConfig, control_fn) -> Callable[..., LatencyTerm] | No
   r"""``(state, draw, latency_ms, control) -> LatencyTerm`` for ``cfg``'s latency block (None: no term).
 
   The penalty ``L_lat = P(lat(z); c_t)`` (:func:`losses.latency_penalty`: hinge
-  ``c_t relu(lat - target)``, linear ``c_t lat`` or lagrangian ``c_t lat / target``) of the
+  ``c_t relu(lat - target)``, linear ``c_t lat`` or lagrangian ``c_t lat / target``, or
+  ``c_t relu(lat - target) / target`` with ``latency.lagrangian_term=hinge``) of the
   measured latencies ``latency_ms`` of ``draw.z``, with ``g = P(control_fn(control, .); c_t)``
   as the differentiable surrogate. Its phi gradient, chosen once:
 
@@ -453,7 +454,6 @@ def latency_term(cfg: StepConfig, control_fn) -> Callable[..., LatencyTerm] | No
   def measured_ms(state, draw, latency_ms, control):
     del state, draw, control
     return jax.lax.pmean(jnp.mean(latency_ms), DATA_AXIS)
-
 
   def warmed_up(state, draw, latency_ms, control):
     del draw, latency_ms, control
