@@ -73,6 +73,7 @@ RANGES: dict[str, Range] = {
     "search.gen_lambda": NON_NEGATIVE,
     "search.tau": POSITIVE,
     "search.eta": FINITE,                    # REBAR's control-variate scale: any finite value is unbiased
+    "search.eta_lr": POSITIVE,               # Adam step size of the learned eta (search.learn_eta)
     "search.eps": FRACTION_OPEN_TOP,
     "search.pairing_weight": NON_NEGATIVE,
     "search.baseline_decay": Range(0.0, 1.0),
