@@ -30,29 +30,33 @@ from unas_jax.objectives import losses
 from unas_jax.spaces import proxyless as space
 
 
-def simulate(table, target, *, constraint, ratio, lambda_lr, damping, noise, pull, steps, seed, samples=16):
+_STEPS = {}
+
+
+def _step_fn(table, constraint, term, steps, samples):
+  """The jitted simulation step; everything but the structure is an argument (one compile per setting kind)."""
+  cache_key = (id(table), constraint, term, steps, samples)
+  if cache_key in _STEPS:
+    return _STEPS[cache_key]
   bias = jnp.float32(table.bias)
   rows = {k: jnp.asarray(v, jnp.float32) for k, v in table.table.items()}
 
   def latency(arch):  # exact: the table is additive
     return bias + sum(jnp.sum(arch[k] * rows[k], -1) for k in rows)
 
-  schedule = optax.cosine_decay_schedule(0.1, steps, alpha=0.3)
-  tx = optax.adam(schedule)
-  key = jax.random.key(seed)
-  phi = space.init_phi(jax.random.fold_in(key, 1), scale=1e-3)
-  favourite = {k: jax.random.randint(jax.random.fold_in(key, i + 7), (), 0, v.shape[-1])
-               for i, (k, v) in enumerate(sorted(phi.items()))}
+  tx = optax.adam(optax.cosine_decay_schedule(0.1, steps, alpha=0.3))
 
   @jax.jit
-  def step(phi, opt, lam, last_v, t):
+  def step(phi, opt, lam, last_v, t, key, favourite, target, ratio, lambda_lr, damping, noise, pull):
     k = jax.random.fold_in(key, t)
     keys = est.per_sample_keys(jax.random.fold_in(k, 0), jnp.arange(samples))
     z = est.discrete(keys, phi, (samples,))
     lat = latency(z)
     coef = losses.damped_multiplier(lam, last_v, damping)
-    grads = est.relax(phi, keys, coef * lat / target, lambda a: coef * latency(a) / target,
-                      sample_shape=(samples,)).grads
+
+    def penalty(ms):  # the step's lagrangian term (latency.lagrangian_term)
+      return losses.latency_penalty(ms, coef, target, kind="lagrangian", lagrangian_term=term)
+    grads = est.relax(phi, keys, penalty(lat), lambda a: penalty(latency(a)), sample_shape=(samples,)).grads
     probs = est.probabilities(phi)
     leaves = sorted(phi)
     size = sum(phi[n].size for n in leaves)
@@ -70,11 +74,23 @@ def simulate(table, target, *, constraint, ratio, lambda_lr, damping, noise, pul
     return phi, opt, losses.dual_ascent(lam, seen, target, lambda_lr, ratio), losses.violation(seen, target, ratio), \
         expected, mode
 
+  _STEPS[cache_key] = step, tx
+  return step, tx
+
+
+def simulate(table, target, *, constraint, ratio, lambda_lr, damping, noise, pull, steps, seed, samples=16,
+             term="linear"):
+  step, tx = _step_fn(table, constraint, term, steps, samples)
+  key = jax.random.key(seed)
+  phi = space.init_phi(jax.random.fold_in(key, 1), scale=1e-3)
+  favourite = {k: jax.random.randint(jax.random.fold_in(key, i + 7), (), 0, v.shape[-1])
+               for i, (k, v) in enumerate(sorted(phi.items()))}
+  settings = [jnp.float32(v) for v in (target, ratio, lambda_lr, damping, noise, pull)]
   opt = tx.init(phi)
   lam, last_v = jnp.float32(0.0), jnp.float32(0.0)
   trace = []
   for t in range(steps):
-    phi, opt, lam, last_v, expected, mode = step(phi, opt, lam, last_v, t)
+    phi, opt, lam, last_v, expected, mode = step(phi, opt, lam, last_v, t, key, favourite, *settings)
     if t % 20 == 0 or t == steps - 1:
       trace.append([t, float(expected), float(mode), float(lam)])
   return {"mode_ratio": float(mode) / target, "expected_ratio": float(expected) / target, "trace": trace}
@@ -89,7 +105,8 @@ def main():
   parser.add_argument("--noise", default="3,8")
   parser.add_argument("--pull", type=float, default=0.5)
   parser.add_argument("--settings", default="expected:0.95:0.1:3,expected:1.0:0.1:3,mode:0.95:0.1:3",
-                      help="constraint:ratio:lambda_lr:damping,...")
+                      help="constraint:ratio:lambda_lr:damping[:term],... (term: latency.lagrangian_term, "
+                           "linear by default)")
   args = parser.parse_args()
   table = lut_lib.LatencyLUT.from_yaml(tables.resolve(tables.MOBILE_TABLE)).additive("mobile", 224)
   rows = []
@@ -97,11 +114,12 @@ def main():
                                                        [float(t) for t in args.targets.split(",")],
                                                        [float(n) for n in args.noise.split(",")],
                                                        [int(s) for s in args.seeds.split(",")]):
-    constraint, ratio, lr, damping = setting.split(":")
+    constraint, ratio, lr, damping, *term = setting.split(":")
     r = simulate(table, target, constraint=constraint, ratio=float(ratio), lambda_lr=float(lr),
-                 damping=float(damping), noise=noise, pull=args.pull, steps=args.steps, seed=seed)
+                 damping=float(damping), noise=noise, pull=args.pull, steps=args.steps, seed=seed,
+                 term=term[0] if term else "linear")
     rows.append({"setting": setting, "target": target, "noise": noise, "seed": seed, **r})
-    print(f"{setting:22s} target {target:4.0f} noise {noise:3.0f} seed {seed}: mode/target {r['mode_ratio']:.3f} "
+    print(f"{setting:28s} target {target:4.0f} noise {noise:3.0f} seed {seed}: mode/target {r['mode_ratio']:.3f} "
           f"E/target {r['expected_ratio']:.3f} final lambda {r['trace'][-1][3]:.2f}", flush=True)
   if args.out:
     json.dump(rows, open(args.out, "w"), indent=1)
