@@ -69,6 +69,38 @@ class SearchSpace(Protocol):
   # logged with every evaluation (the NB201 space's benchmark accuracy).
 
 
+class SpaceAdapter:
+  """What the spaces' adapters (:class:`SearchSpace`) share; each gives the rest.
+
+  ``eps``: phi is softened by ``search.eps`` before it is read (genotype, probabilities);
+  ``meta``: the provenance a genotype file carries; ``latency``: the space's latency
+  source, None until its ``latency_hooks`` makes one.
+  """
+  arch_penalty_fn: Callable | None = None
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.eps = config.search.eps
+    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator,
+                 "objective": config.search.objective, "seed": config.seed}
+    self.latency = None
+
+  def softened(self, phi: PyTree) -> PyTree:
+    return est.soften(phi, self.eps)
+
+  def latency_hooks(self, config: ml_collections.ConfigDict, workdir: str,
+                    info: data_lib.DatasetInfo) -> LatencyHooks | None:
+    del config, workdir, info
+    return None
+
+  def write_latency_report(self, genotype: Any, out_dir: str) -> list[str]:
+    """``latency.json``, the latency source's report on ``genotype`` (nothing without a source)."""
+    if self.latency is None:
+      return []
+    path = os.path.join(out_dir, "latency.json")
+    files.write_json(path, self.latency.mode_report(genotype))
+    return [path]
+
+
 def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
   """The step's settings from ``config.search`` and ``config.latency`` (no fallbacks: the config
   blocks hold every default). Without an enabled latency block there is no latency term
