@@ -215,7 +215,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   if num_cells < 3:
     raise ConfigError(f"config.model.num_cells={num_cells} must be >= 3 (two of the cells are reduction cells)")
   num_nodes = check_number("config.model.num_nodes", model.get("num_nodes", 0), 0, integer=True) or None
-  genotype = darts_genotype.resolve_genotype(spec, num_nodes=num_nodes)
+  genotype = darts_genotype.get_genotype(spec, num_nodes=num_nodes)
   aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
   check_choice("config.model.aux_head_bn", aux_head_bn, ("auto", "true", "false"))
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.

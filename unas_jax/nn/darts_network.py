@@ -179,7 +179,7 @@ def _reduction_indices(num_cells: int) -> tuple[int, int]:
 
 def _check_settings(genotype: darts_genotype.Genotype | str, num_classes: int, channels: int, num_cells: int
                     ) -> darts_genotype.Genotype:
-  genotype = darts_genotype.resolve_genotype(genotype)
+  genotype = darts_genotype.get_genotype(genotype)
   if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
     raise ConfigError(f"num_classes={num_classes!r} must be a positive integer")
   if not isinstance(channels, (int, np.integer)) or channels < 1:

@@ -65,7 +65,7 @@ class NB201SearchSpace(loop.SpaceAdapter):
     return {"edges": phi_state["edges"]}
 
   def genotype(self, phi: PyTree) -> nb201.Cell:
-    return nb201.cell_from_phi(self.softened(phi))
+    return nb201.genotype_from_phi(self.softened(phi))
 
   def lookup(self, cell: nb201.Cell) -> tables.BenchmarkResult | None:
     return None if self.benchmark is None else self.benchmark.lookup(cell)
@@ -76,7 +76,7 @@ class NB201SearchSpace(loop.SpaceAdapter):
     result = self.lookup(genotype)
     if result is not None:
       meta["benchmark"] = result.to_dict()
-    nb201.save_genotype(genotype, paths[0], meta)
+    genotype.save(paths[0], meta)
     title = str(genotype)
     if result is not None:
       title += (f"\nbenchmark: CIFAR-10 {result.cifar10:.2f}%, CIFAR-100 {result.cifar100:.2f}%, "
@@ -113,7 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = loop.run_search(config, workdir, space)
   if "stopped_at" in summary:
     return summary
-  cell = nb201.load_genotype(summary["genotype"])
+  cell = nb201.Cell.load(summary["genotype"])
   summary["arch"] = str(cell)
   summary["parameter_free"] = cell.is_parameter_free()
   result = space.lookup(cell)
