@@ -1,6 +1,7 @@
-"""The search of configs/darts_cifar10.py (UNAS's defaults) on cifar100; ``:quick`` is the same digits run.
+"""The search of configs/darts_cifar10.py (UNAS's defaults) on cifar100.
 
     python -m unas_jax.main --config=configs/darts_cifar100.py --workdir=workdirs/darts_cifar100
+    python -m unas_jax.main --config=configs/darts_cifar100.py:quick   # the same zero-download digits run
 """
 from unas_jax.search.darts_configs import darts_search_config
 
