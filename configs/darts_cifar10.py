@@ -7,7 +7,4 @@ from unas_jax.search.darts_configs import darts_search_config
 
 
 def get_config(arg=None):
-  config = darts_search_config("cifar10", arg)
-  if arg != "quick":
-    config.batch_size = 128  # UNAS: 32 per GPU on 4 GPUs
-  return config
+  return darts_search_config("cifar10", arg)

@@ -1,13 +1,10 @@
-"""DARTS-cell search on cifar100 with UNAS's defaults (docs/design.md sections 3-6).
+"""The search of configs/darts_cifar10.py (UNAS's defaults) on cifar100.
 
     python -m unas_jax.main --config=configs/darts_cifar100.py --workdir=workdirs/darts_cifar100
-    python -m unas_jax.main --config=configs/darts_cifar100.py:quick   # zero-download CPU variant (digits)
+    python -m unas_jax.main --config=configs/darts_cifar100.py:quick   # the same zero-download digits run
 """
 from unas_jax.search.darts_configs import darts_search_config
 
 
 def get_config(arg=None):
-  config = darts_search_config("cifar100", arg)
-  if arg != "quick":
-    config.batch_size = 128  # UNAS: 32 per GPU on 4 GPUs
-  return config
+  return darts_search_config("cifar100", arg)

@@ -15,7 +15,5 @@ def get_config(arg=None):
     config.data.image_size = 224
     config.model.ops = "unas5"
     config.model.stem = "imagenet"
-    config.model.channels = 16
     config.search.eps = 0.08
-    config.batch_size = 128
   return config

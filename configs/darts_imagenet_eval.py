@@ -27,22 +27,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.batch_size = 1024
   config.model.genotype = "unas_imagenet"
   config.model.network = "imagenet"
-  config.model.channels = 48
-  config.model.num_cells = 14
-  config.model.auxiliary = True
-  t = config.train
-  t.epochs, t.warmup_epochs, t.lr, t.lr_reference_batch = 250, 5.0, 0.1, 128
-  t.momentum, t.weight_decay, t.grad_clip = 0.9, 3e-5, 5.0
-  t.aux_weight, t.drop_path, t.label_smoothing = 0.4, 0.0, 0.1
+  config.model.channels, config.model.num_cells = defaults.DARTS_SIZES["imagenet"]
+  t = config.train  # what differs from the CIFAR recipe (train_block)
+  t.epochs, t.warmup_epochs, t.lr, t.weight_decay = 250, 5.0, 0.1, 3e-5
+  t.drop_path, t.label_smoothing = 0.0, 0.1
   config.log_every, config.checkpoint_every, config.eval_every_epochs = 100, 2000, 1.0
   if arg == "quick":
-    config.name += "_quick"
-    config.data = defaults.data_config("digits")
+    defaults.quick_variant(config, batch_size=32, epochs=2, warmup_epochs=0.5)
     config.data.image_size = 64
-    config.model.channels, config.model.num_cells, config.model.auxiliary = 8, 5, False
-    config.batch_size = 32
-    t.epochs, t.warmup_epochs = 2, 0.5
-    config.log_every, config.checkpoint_every, config.eval_every_epochs = 5, 50, 1.0
+    config.model.auxiliary = False
   elif arg:
     raise ValueError(f"unknown variant {arg!r}; use ':quick' or nothing")
   return config

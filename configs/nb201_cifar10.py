@@ -28,25 +28,10 @@ def get_config(arg=None):
   })
   config.search.pairing_weight = 0.0  # the DARTS space's penalty; an NB201 edge has one op
   config.benchmark = ml_collections.ConfigDict({"table": ""})
-  config.latency = ml_collections.ConfigDict({
-      "enabled": False,
+  config.latency = defaults.latency_block()
+  config.latency.update({
       "source": "table",       # table: a CSV of NB201 string -> ms (HW-NAS-Bench / HELP style)
       "table_path": "",
-      "estimator": "relax",    # relax | reinforce | surrogate_gumbel
-      "target_ms": 0.0,        # the latency budget (set it for the table's device)
-      # hinge: c_t * relu(lat - target) | linear: c_t * lat | lagrangian: lambda * lat / target, with
-      # E[lat] <= ratio * target held by a multiplier lambda >= 0 that the search adjusts (README).
-      "penalty": "hinge",
-      "c": 0.1,                # hinge / linear only
-      "warmup_steps": 0,       # hinge / linear: c_t rises linearly from 0 to c over these steps
-      "lambda_init": 0.0,      # lagrangian: the multiplier's start
-      "lambda_lr": 0.1,        # lagrangian: its dual-ascent step size (per unit of lat / target - 1)
-      "damping": 3.0,          # lagrangian: proportional term on the last violation
-      "ratio": 0.95,           # lagrangian: E[lat] is held to this fraction of the target
-      "constraint": "expected",  # lagrangian: expected | measured | mode
-      "lagrangian_term": "linear",  # lagrangian: lambda * lat / target | lambda * relu(lat - target) / target (hinge)
-      "ridge_lambda": 1.0,
-      "surrogate_seed": 0,
       "test_fraction": 0.2,    # share of the table's cells held out to report the surrogate's error
   })
   if arg in (None, ""):

@@ -33,12 +33,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   t.aux_weight, t.drop_path, t.label_smoothing = 0.0, 0.0, 0.1
   config.log_every, config.checkpoint_every, config.eval_every_epochs = 100, 2000, 1.0
   if arg == "quick":
-    config.name += "_quick"
-    config.data = defaults.data_config("digits")
+    defaults.quick_variant(config, batch_size=64, epochs=3, warmup_epochs=t.warmup_epochs)
     config.model.widths = "8,8,8,16,16,24,24,32,64"
-    config.batch_size = 64
-    t.epochs = 3
-    config.log_every, config.checkpoint_every, config.eval_every_epochs = 5, 50, 1.0
   elif arg:
     raise ValueError(f"unknown variant {arg!r}; use ':quick' or nothing")
   return config

@@ -39,24 +39,13 @@ def get_config(arg=None):
   s.pairing_weight = 0.0
   s.epochs = 60
   s.init_epochs = 10
-  config.latency = ml_collections.ConfigDict({
+  config.latency = defaults.latency_block()
+  config.latency.update({
       "enabled": True,
       "source": "probe",          # probe (time compiled subnetworks on this device) | lut (YAML table) |
                                   # blocks (a table of blocks timed on this device, calibrated by whole networks)
-      "estimator": "relax",       # relax | reinforce | surrogate_gumbel (FBNet-style, biased)
       "target_ms": 10.0,          # hinge target
-      # hinge: c_t * relu(lat - target) | linear: c_t * lat | lagrangian: lambda * lat / target,
-      # with E[lat] <= ratio * target held by a multiplier lambda >= 0 the search adjusts itself
-      # (dual ascent: lambda <- max(0, lambda + lambda_lr * (mean measured lat / (ratio * target) - 1))).
-      "penalty": "hinge",
-      "c": 0.1,                   # hinge / linear only
-      "warmup_steps": 2000,       # hinge / linear: c_t rises linearly from 0 to c over these steps
-      "lambda_init": 0.0,         # lagrangian: the multiplier's start
-      "lambda_lr": 0.1,           # lagrangian: the multiplier's step size (scale-free: per unit of lat/target - 1)
-      "damping": 3.0,             # lagrangian: proportional term, coefficient max(0, lambda + damping * last violation)
-      "ratio": 0.95,              # lagrangian: E[lat] is held to this fraction of the target (margin)
-      "constraint": "expected",   # lagrangian: expected (surrogate's E_p_phi[lat]) | measured (mean of the samples) | mode
-      "lagrangian_term": "linear",  # lagrangian: lambda * lat / target (linear) | lambda * relu(lat - target) / target (hinge)
+      "warmup_steps": 2000,
       "batch_size": 32,           # latency is measured at this batch size ...
       "resolution": 224,          # ... and resolution
       "dtype": "",                # "": the compute dtype, model.dtype (float32 unless set)
@@ -70,8 +59,6 @@ def get_config(arg=None):
       "surrogate_archs": 10000,   # random architectures measured to fit the surrogate (paper: ~10k)
       "blocks_calibration_archs": 10,  # source=blocks: whole networks timed to fit the table's scale ...
       "blocks_test_archs": 20,         # ... and to report its held-out error (MAPE, Kendall tau)
-      "surrogate_seed": 0,
-      "ridge_lambda": 1.0,
       "refit_every": 0,           # >0: refit the surrogate from the search's measurements every N steps
       "lut_path": "",             # source=lut: a ProxylessNAS-format latency YAML, or builtin:<name> (tables.py)
       "lut_num_classes": 1000,

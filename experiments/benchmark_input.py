@@ -201,6 +201,12 @@ def search_step_flops() -> dict:
   return out
 
 
+def _print_rates(what: str, result: dict) -> None:
+  for k in ("uint8_to_device", "float32_on_host"):
+    print(f"{what}, {k}: {result[k]['images_per_s_wall']:.0f} images/s wall, "
+          f"{result[k]['images_per_cpu_s']:.0f} images per CPU-second", flush=True)
+
+
 def main(argv=None):
   args = parse_args(argv)
   core = pin_to_one_core()
@@ -208,19 +214,11 @@ def main(argv=None):
   results = {"pinned_core": core, "host_cpu_count": os.cpu_count(), "loadavg_start": os.getloadavg()}
   parts = args.parts.split(",")
   if "cifar" in parts:
-    results["cifar_npz"] = cifar(args)
-    c = results["cifar_npz"]
-    for k in ("uint8_to_device", "float32_on_host"):
-      print(f"CIFAR npz ({c['source']}), search pairs of batch {c['batch']}, {k}: "
-            f"{c[k]['images_per_s_wall']:.0f} images/s wall, {c[k]['images_per_cpu_s']:.0f} images per CPU-second",
-            flush=True)
+    c = results["cifar_npz"] = cifar(args)
+    _print_rates(f"CIFAR npz ({c['source']}), search pairs of batch {c['batch']}", c)
   if "imagenet" in parts:
-    results["imagenet_tfds"] = imagenet(args)
-    m = results["imagenet_tfds"]
-    for k in ("uint8_to_device", "float32_on_host"):
-      print(f"ImageNet tfds ({m['source']}), {m['image_size']}x{m['image_size']}, batch {m['batch']}, {k}: "
-            f"{m[k]['images_per_s_wall']:.0f} images/s wall, {m[k]['images_per_cpu_s']:.0f} images per CPU-second",
-            flush=True)
+    m = results["imagenet_tfds"] = imagenet(args)
+    _print_rates(f"ImageNet tfds ({m['source']}), {m['image_size']}x{m['image_size']}, batch {m['batch']}", m)
   if args.flops:
     results["search_step_flops"] = search_step_flops()
     for name, f in results["search_step_flops"].items():

@@ -111,7 +111,7 @@ def _claim(path: str) -> bool:
 
 def _disconnected(arch: str) -> bool:
   from unas_jax.spaces import nb201  # pylint: disable=import-outside-toplevel
-  return nb201.from_string(arch).is_disconnected()
+  return nb201.Cell.from_string(arch).is_disconnected()
 
 
 def _mean_std(values):

@@ -110,7 +110,7 @@ def main() -> None:
   model = NB201Supernet(num_classes=10, channels=args.channels, cells_per_stage=args.cells_per_stage,
                         rngs=nnx.Rngs(params=args.seed))
   x = jax.random.normal(jax.random.key(args.seed), (args.batch, args.image_size, args.image_size, 3), jnp.float32)
-  uniform = [nb201.from_indices([i] * nb201.NUM_EDGES) for i in range(nb201.NUM_OPS)]
+  uniform = [nb201.Cell.from_indices([i] * nb201.NUM_EDGES) for i in range(nb201.NUM_OPS)]
   random_cells = nb201.random_cells(args.seed + 1, args.fit + args.check)
   fit_cells, check_cells = uniform + random_cells[:args.fit], random_cells[args.fit:]
   cells = {str(c): c for c in fit_cells + check_cells}

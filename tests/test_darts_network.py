@@ -186,7 +186,7 @@ def test_nodes_may_read_the_same_state_twice_and_reduction_cells_halve():
 
 
 def test_darts_op_set_genotype_with_none_builds():
-  g = darts_genotype.genotype_from_indices([([0, 1], [0, 3])] * 4, [([0, 1], [1, 7])] * 4,
+  g = darts_genotype.Genotype.from_indices([([0, 1], [0, 3])] * 4, [([0, 1], [1, 7])] * 4,
                                            op_names=darts.DARTS_OPS)
   logits, _ = _shapes(g)
   assert logits.shape == (2, 10)
@@ -214,7 +214,7 @@ def _one_line(excinfo):
 
 def test_bad_genotypes_are_rejected_with_one_line_messages(tmp_path):
   with pytest.raises(ConfigError) as e:
-    darts_genotype.genotype_from_indices([([0, 1], [1, 7])] * 4, [([0, 1], [1, 1])] * 4)
+    darts_genotype.Genotype.from_indices([([0, 1], [1, 7])] * 4, [([0, 1], [1, 1])] * 4)
   assert "op index 7" in _one_line(e)
   good = darts_genotype.get_genotype("unas_cifar10").to_dict()
 

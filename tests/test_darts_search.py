@@ -48,7 +48,7 @@ def test_search_writes_outputs_and_resumes_identically(tmp_path):
   straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
   summary = darts_search.run(tiny_config(), str(straight))
   assert os.path.exists(summary["genotype"])
-  genotype = darts_genotype.load_genotype(summary["genotype"])
+  genotype = darts_genotype.Genotype.load(summary["genotype"])
   assert len(genotype.normal) == 4
   for name in ("normal_cell.png", "reduce_cell.png"):
     assert (straight / "genotype" / name).stat().st_size > 1000

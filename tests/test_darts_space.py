@@ -84,7 +84,7 @@ def test_edge_weights_of_a_one_hot_sample_select_the_genotype():
 
 
 def _one_hot_arch(space, nodes_normal, nodes_reduce):
-  g = darts_genotype.genotype_from_indices(nodes_normal, nodes_reduce, space.op_names)
+  g = darts_genotype.Genotype.from_indices(nodes_normal, nodes_reduce, space.op_names)
   return darts_genotype.genotype_to_arch(g, space)
 
 
@@ -155,7 +155,7 @@ def test_builtin_darts_v2():
 
 
 def test_unknown_builtin_genotype_lists_names():
-  with pytest.raises(ConfigError, match="unknown built-in genotype 'unas_mnist'.*unas_cifar10.*darts_v2"):
+  with pytest.raises(ConfigError, match="'unas_mnist' is neither a built-in genotype.*unas_cifar10.*darts_v2"):
     darts_genotype.get_genotype("unas_mnist")
 
 
@@ -167,14 +167,15 @@ def test_json_round_trip(name, tmp_path):
   assert sum(line.startswith('    {"inputs"') for line in text.splitlines()) == 8  # one line per node
   d = json.loads(text)
   assert d["format"] == "unas_jax.darts_genotype" and d["version"] == 1
-  back = darts_genotype.genotype_from_json(text)
+  back = darts_genotype.Genotype.from_json(text)
   assert back == g and back.meta == g.meta and back.to_json() == text
   path = tmp_path / "genotype.json"
   g.save(path)
-  loaded = darts_genotype.load_genotype(path, num_nodes=4)
+  loaded = darts_genotype.Genotype.load(path, num_nodes=4)
   assert loaded == g and loaded.to_dict() == g.to_dict()
-  assert darts_genotype.resolve_genotype(str(path)) == g
-  assert darts_genotype.resolve_genotype(name) == darts_genotype.get_genotype(name)
+  assert darts_genotype.get_genotype(str(path)) == g
+  assert darts_genotype.get_genotype(name) is darts_genotype.BUILTIN_GENOTYPES[name]
+  assert darts_genotype.get_genotype(loaded) is loaded
 
 
 def _genotype_dict(**changes):
@@ -204,36 +205,36 @@ def _node(inputs, ops):
 ])
 def test_bad_genotypes_are_rejected(changes, match):
   with pytest.raises(ConfigError, match=match):
-    darts_genotype.genotype_from_dict(_genotype_dict(**changes))
+    darts_genotype.Genotype.from_dict(_genotype_dict(**changes))
 
 
 def test_wrong_number_of_nodes():
   d = _genotype_dict()
   d["normal"], d["reduce"] = d["normal"][:3], d["reduce"][:3]
   d["normal_concat"], d["reduce_concat"] = [2, 3, 4], [2, 3, 4]
-  assert darts_genotype.genotype_from_dict(d).num_nodes == 3  # valid on its own
+  assert darts_genotype.Genotype.from_dict(d).num_nodes == 3  # valid on its own
   with pytest.raises(ConfigError, match="has 3 nodes; this search space has 4"):
-    darts_genotype.genotype_from_dict(d, num_nodes=4)
+    darts_genotype.Genotype.from_dict(d, num_nodes=4)
   d["reduce"] = _genotype_dict()["reduce"]
   del d["reduce_concat"]
   with pytest.raises(ConfigError, match="normal cell has 3 nodes and its reduction cell 4"):
-    darts_genotype.genotype_from_dict(d)
+    darts_genotype.Genotype.from_dict(d)
 
 
 def test_op_index_out_of_range():
   g = darts_genotype.get_genotype("unas_cifar100")  # its reduction cell uses op 6 (sep_conv_7x7)
   normal, reduce = (g.to_indices(darts.UNAS_OPS)[t] for t in ("normal", "reduce"))
   with pytest.raises(ConfigError, match="op index 6; the op set has 5 ops"):
-    darts_genotype.genotype_from_indices(normal, reduce, darts.op_set("unas5"))
+    darts_genotype.Genotype.from_indices(normal, reduce, darts.op_set("unas5"))
 
 
 def test_bad_files(tmp_path):
   with pytest.raises(ConfigError, match="does not exist"):
-    darts_genotype.load_genotype(tmp_path / "missing.json")
+    darts_genotype.Genotype.load(tmp_path / "missing.json")
   bad = tmp_path / "bad.json"
   bad.write_text("{not json")
   with pytest.raises(ConfigError, match="not valid JSON"):
-    darts_genotype.load_genotype(bad)
+    darts_genotype.Genotype.load(bad)
 
 
 def test_genotype_from_phi_is_the_argmax_of_every_selector():

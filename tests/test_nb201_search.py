@@ -69,8 +69,8 @@ def test_search_writes_outputs_and_resumes_identically(tmp_path, bench_table):
   straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
   summary = nb201_search.run(tiny_config(bench_table, **RESUME), str(straight))
   genotype = json.loads(open(summary["genotype"]).read())
-  cell = nb201.from_string(genotype["arch"])
-  assert nb201.load_genotype(summary["genotype"]) == cell
+  cell = nb201.Cell.from_string(genotype["arch"])
+  assert nb201.Cell.load(summary["genotype"]) == cell
   assert (straight / "genotype" / "cell.png").stat().st_size > 1000
   # The found cell's benchmark values are the table's.
   table = tables.BenchmarkTable(bench_table)
@@ -101,7 +101,7 @@ def test_other_estimators_run(tmp_path, estimator, objective, baseline, sampling
   summary = nb201_search.run(tiny_config(estimator=estimator, objective=objective, baseline=baseline,
                                          max_steps=3, sampling=sampling), str(tmp_path))
   assert "benchmark" not in summary  # no table configured
-  assert nb201.from_string(summary["arch"])
+  assert nb201.Cell.from_string(summary["arch"])
 
 
 def _latency_table(tmp_path):
@@ -129,7 +129,7 @@ def test_latency_table_search(tmp_path, penalty):
   if penalty == "lagrangian":
     # The multiplier starts at 0 and rises while E[lat] (about the table's mean) exceeds 0.95 x the 25% quantile.
     assert all("latency_lambda" in r for r in search) and search[-1]["latency_lambda"] > 0
-  found = ms[cells.index(nb201.from_string(summary["arch"]))]
+  found = ms[cells.index(nb201.Cell.from_string(summary["arch"]))]
   lat = json.load(open(tmp_path / "w" / "genotype" / "latency.json"))
   assert lat["measured_ms"] == pytest.approx(found, rel=1e-6)
   assert summary["latency"]["ratio"] == pytest.approx(found / config.latency.target_ms, rel=1e-6)
@@ -171,7 +171,7 @@ def test_table_errors_are_one_line(tmp_path, bench_table):
 def test_table_without_the_found_cell(tmp_path):
   # A valid table that lacks the cells the search finds: a one-line error at the first look-up.
   path = str(tmp_path / "one.csv")
-  tables.write_benchmark_csv(path, [nb201.from_indices([0] * 6)], np.array([[10.0, 5.0, 1.0]]))
+  tables.write_benchmark_csv(path, [nb201.Cell.from_indices([0] * 6)], np.array([[10.0, 5.0, 1.0]]))
   # Random logits (scale 1): the mode cell is not the table's one cell (all 'none').
   config = tiny_config(path, max_steps=3, phi_init_scale=1.0, **RESUME)
   with pytest.raises(DataError, match="no row for the cell") as e:

@@ -23,12 +23,12 @@ ALL_SKIP = "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|skip_connect~0|ski
 
 def test_edge_order_follows_the_string():
   assert nb201.EDGES == ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
-  cell = nb201.from_string(EXAMPLE)
+  cell = nb201.Cell.from_string(EXAMPLE)
   assert cell.ops == ("nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "skip_connect", "nor_conv_3x3",
                       "skip_connect")
   assert cell.incoming(3) == [(0, "skip_connect"), (1, "nor_conv_3x3"), (2, "skip_connect")]
   assert str(cell) == EXAMPLE
-  assert nb201.from_string(ALL_SKIP).is_parameter_free() and not cell.is_parameter_free()
+  assert nb201.Cell.from_string(ALL_SKIP).is_parameter_free() and not cell.is_parameter_free()
 
 
 def test_every_cell_round_trips():
@@ -37,9 +37,9 @@ def test_every_cell_round_trips():
   strings = [str(c) for c in cells]
   assert len(set(strings)) == 15_625
   for cell, text in zip(cells, strings):
-    back = nb201.from_string(text)
+    back = nb201.Cell.from_string(text)
     assert back == cell and str(back) == text
-    assert nb201.from_indices(back.indices) == cell
+    assert nb201.Cell.from_indices(back.indices) == cell
   # cells -> one-hot arch -> cells
   arch = {"edges": jnp.concatenate([nb201.cell_to_arch(c)["edges"] for c in cells[::97]])}
   assert nb201.cells_from_arch(arch) == cells[::97]
@@ -51,7 +51,7 @@ def test_every_cell_of_the_shared_table_round_trips(shared_data):
   assert len(rows) == 15_625
   cells = set()
   for row in rows:
-    cell = nb201.from_string(row["arch"])
+    cell = nb201.Cell.from_string(row["arch"])
     assert str(cell) == row["arch"]
     cells.add(cell)
   assert cells == set(nb201.all_cells())
@@ -66,7 +66,7 @@ def test_every_cell_of_the_shared_table_round_trips(shared_data):
 ])
 def test_malformed_strings_are_one_line_errors(text, match):
   with pytest.raises(ConfigError, match=match) as e:
-    nb201.from_string(text)
+    nb201.Cell.from_string(text)
   assert "\n" not in str(e.value)
 
 
@@ -79,9 +79,9 @@ def supernet():
 
 
 def _cells():
-  return ([nb201.from_string(EXAMPLE), nb201.from_string(ALL_SKIP),
-           nb201.from_string("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
-           nb201.from_string("|nor_conv_1x1~0|+|none~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|")]
+  return ([nb201.Cell.from_string(EXAMPLE), nb201.Cell.from_string(ALL_SKIP),
+           nb201.Cell.from_string("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
+           nb201.Cell.from_string("|nor_conv_1x1~0|+|none~0|avg_pool_3x3~1|+|nor_conv_3x3~0|none~1|nor_conv_1x1~2|")]
           + nb201.random_cells(3, 1))
 
 
@@ -118,7 +118,7 @@ def test_relaxed_edge_is_the_weighted_sum_of_its_ops(supernet):
   w0 = jax.nn.softmax(jax.random.normal(jax.random.key(4), (5,)))
   w = jnp.concatenate([w0[None], jax.nn.one_hot(jnp.array([0, 0, 1, 1, 1]), 5)])[None]  # [1, 6, 5]
   out = cell_module(x, w, train=False)
-  expected = sum(w0[k] * cell_module.discrete(x, nb201.from_indices([k, 0, 0, 1, 1, 1]), train=False)
+  expected = sum(w0[k] * cell_module.discrete(x, nb201.Cell.from_indices([k, 0, 0, 1, 1, 1]), train=False)
                  for k in range(5))
   np.testing.assert_allclose(np.asarray(out), np.asarray(expected), rtol=1e-5, atol=1e-5)
 
@@ -137,7 +137,7 @@ def test_network_matches_the_benchmark_layout():
   assert kinds == ["SearchCell"] * 5 + ["ResidualReduction"] + ["SearchCell"] * 5 + ["ResidualReduction"] + \
       ["SearchCell"] * 5
   assert [l.channels for l in net.layers if type(l).__name__ == "SearchCell"] == [16] * 5 + [32] * 5 + [64] * 5
-  logits = jax.eval_shape(lambda x: net(x, nb201.cell_to_arch(nb201.from_string(EXAMPLE)), train=False),
+  logits = jax.eval_shape(lambda x: net(x, nb201.cell_to_arch(nb201.Cell.from_string(EXAMPLE)), train=False),
                           jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
   assert logits.shape == (2, 10)
 
@@ -266,7 +266,7 @@ def test_latency_table_errors(tmp_path):
   present = [EXAMPLE, ALL_SKIP, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", str(nb201.random_cells(5, 1)[0])]
   partial = _write(tmp_path / "partial.csv", ["arch", "ms"], [[a, 1.0 + n] for n, a in enumerate(present)])
   hooks = nb201_table.NB201TableLatency(_latency_config(partial), str(tmp_path / "w"))
-  np.testing.assert_allclose(hooks.measure(nb201.cell_to_arch(nb201.from_string(ALL_SKIP))), [2.0])
+  np.testing.assert_allclose(hooks.measure(nb201.cell_to_arch(nb201.Cell.from_string(ALL_SKIP))), [2.0])
   missing = next(c for c in nb201.all_cells() if str(c) not in present)
   with pytest.raises(DataError, match="no row for the cell"):
     hooks.measure(nb201.cell_to_arch(missing))
@@ -276,11 +276,11 @@ def test_latency_table_errors(tmp_path):
 
 
 def test_disconnected_cells_by_hand():
-  assert nb201.from_string("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|").is_disconnected()
+  assert nb201.Cell.from_string("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|").is_disconnected()
   # Node 1 reached, but nothing from 0 or 1 reaches 3 except through node 2, which is cut off.
-  assert nb201.from_string("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|").is_disconnected()
-  assert not nb201.from_string("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|").is_disconnected()
-  assert not nb201.from_string("|avg_pool_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|none~2|").is_disconnected()
+  assert nb201.Cell.from_string("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|nor_conv_3x3~2|").is_disconnected()
+  assert not nb201.Cell.from_string("|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|").is_disconnected()
+  assert not nb201.Cell.from_string("|avg_pool_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|none~2|").is_disconnected()
 
 
 def test_disconnected_cells_are_exactly_the_benchmarks_chance_cells(shared_data):

@@ -53,7 +53,7 @@ def test_genotype_json_round_trip(tmp_path):
   assert data["version"] == 1 and data["ops"][2] == "zero"
   data["version"] = 99
   with pytest.raises(ConfigError, match="version 99"):
-    sp.ProxylessGenotype.from_json_dict(data)
+    sp.ProxylessGenotype.from_dict(data)
   with pytest.raises(ConfigError, match="not valid JSON"):
     sp.ProxylessGenotype.from_json("{")
   with pytest.raises(ConfigError, match="unknown ProxylessNAS genotype"):

@@ -83,7 +83,7 @@ def test_run_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
   run = bucket / "runs" / "search"
   assert sorted(p.name for p in run.iterdir()) == ["genotype", "history.jsonl", "probs.png", "search_curves.png",
                                                    "summary.json"]
-  assert (darts_genotype.load_genotype(run / "genotype" / "genotype.json")
+  assert (darts_genotype.Genotype.load(run / "genotype" / "genotype.json")
           == darts_genotype.BUILTIN_GENOTYPES["unas_cifar10"])
   assert (run / "search_curves.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -107,11 +107,11 @@ def test_latency_and_nb201_files_reach_the_uri_through_epath(tmp_path, monkeypat
     surrogate_lib.scatter_plot(report["y_test"], report["y_pred"], os.path.join(directory, "scatter.png"))
     loaded = surrogate_lib.LinearSurrogate.load(os.path.join(directory, "surrogate.npz"))
     np.testing.assert_allclose(loaded.latencies(genotypes), fitted.latencies(genotypes))
-    cell = nb201.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
+    cell = nb201.Cell.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|"
                              "skip_connect~2|")
-    nb201.save_genotype(cell, os.path.join(workdir, "cell.json"))
+    cell.save(os.path.join(workdir, "cell.json"))
     nb201.plot_cell(cell, os.path.join(workdir, "cell.png"))
-    assert nb201.load_genotype(os.path.join(workdir, "cell.json")) == cell
+    assert nb201.Cell.load(os.path.join(workdir, "cell.json")) == cell
   # The probe's append-only cache cannot live in an object store: local, keyed by the URI.
   cache = probe_lib.cache_path(workdir, "probe_cache.jsonl")
   assert "://" not in cache and cache != probe_lib.cache_path("gs://runs/other", "probe_cache.jsonl")

@@ -14,6 +14,11 @@ import ml_collections
 
 from unas_jax import data as data_lib
 
+# The DARTS-space evaluation networks at their published sizes (DARTS, UNAS):
+# network -> (initial channels C, cells). ``config.model.channels`` and
+# ``num_cells`` of 0 mean these.
+DARTS_SIZES = {"cifar": (36, 20), "imagenet": (48, 14)}
+
 
 def model_block(space: str = "darts") -> ml_collections.ConfigDict:
   """``config.model`` with every key (meanings in :mod:`unas_jax.evaluation.networks`)."""
@@ -88,6 +93,20 @@ def base_config(name: str, dataset: str, space: str = "darts") -> ml_collections
   return config
 
 
+def quick_variant(config: ml_collections.ConfigDict, *, batch_size: int, epochs: float,
+                  warmup_epochs: float) -> ml_collections.ConfigDict:
+  """``:quick``, an evaluation config's CPU smoke run (a few minutes): digits, a few epochs,
+  frequent logs and checkpoints; a DARTS network shrinks to 8 channels and 5 cells."""
+  config.name += "_quick"
+  config.data = data_config("digits")
+  if config.model.space == "darts":
+    config.model.channels, config.model.num_cells = 8, 5
+  config.batch_size = batch_size
+  config.train.epochs, config.train.warmup_epochs = epochs, warmup_epochs
+  config.log_every, config.checkpoint_every, config.eval_every_epochs = 5, 50, 1.0
+  return config
+
+
 def cifar_recipe(name: str, dataset: str, genotype: str, drop_path: float,
                  arg: str | None = None) -> ml_collections.ConfigDict:
   """The DARTS/UNAS CIFAR evaluation recipe (NVlabs/unas commands.sh, train_eval_cifar.py).
@@ -99,22 +118,11 @@ def cifar_recipe(name: str, dataset: str, genotype: str, drop_path: float,
   """
   config = base_config(name, dataset)
   config.data.cutout = 16
-  config.model.genotype = genotype
-  config.model.network = "cifar"
-  config.model.channels = 36
-  config.model.num_cells = 20
-  config.model.auxiliary = True
-  t = config.train
-  t.epochs, t.warmup_epochs, t.lr, t.lr_reference_batch = 600, 30.0, 0.05, 128
-  t.momentum, t.weight_decay, t.grad_clip = 0.9, 3e-4, 5.0
-  t.aux_weight, t.drop_path, t.label_smoothing = 0.4, drop_path, 0.0
+  config.model.genotype = genotype  # model_block: network 'cifar', auxiliary head
+  config.model.channels, config.model.num_cells = DARTS_SIZES["cifar"]
+  config.train.drop_path = drop_path  # train_block is this recipe but for drop_path
   if arg == "quick":
-    config.name += "_quick"
-    config.data = data_config("digits")
-    config.model.channels, config.model.num_cells = 8, 5
-    config.batch_size = 64
-    t.epochs, t.warmup_epochs = 3, 1.0
-    config.log_every, config.checkpoint_every, config.eval_every_epochs = 5, 50, 1.0
+    quick_variant(config, batch_size=64, epochs=3, warmup_epochs=1.0)
   elif arg:
     raise ValueError(f"unknown variant {arg!r}; use ':quick' or nothing")
   return config

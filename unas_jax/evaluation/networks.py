@@ -19,8 +19,9 @@
                  ``proxylessnas_gpu``) or the path of a genotype JSON file written
                  by a search (``<search workdir>/genotype/genotype.json``).
   network        darts: 'cifar' (NetworkCIFAR) or 'imagenet' (NetworkImageNet).
-  channels       darts: initial channels C (0: 36 for cifar, 48 for imagenet).
-  num_cells      darts: cells (0: 20 for cifar, 14 for imagenet).
+  channels       darts: initial channels C (0: the network's published size,
+                 :data:`unas_jax.evaluation.defaults.DARTS_SIZES`).
+  num_cells      darts: cells (0: as ``channels``).
   num_nodes      darts: intermediate nodes the genotype must have (0: any).
   auxiliary      darts: auxiliary head after the second reduction cell.
   aux_head_bn    darts imagenet: BatchNorm after the auxiliary head's 2x2 conv,
@@ -44,6 +45,7 @@ import ml_collections
 
 from unas_jax.config import check_choice, check_number
 from unas_jax.errors import ConfigError
+from unas_jax.evaluation import defaults
 from unas_jax.nn import darts_network
 from unas_jax.nn import depthwise
 from unas_jax.nn import kernels as kernels_lib
@@ -54,24 +56,23 @@ from unas_jax.spaces import proxyless as proxyless_space
 
 SPACES = ("darts", "proxyless")
 DARTS_NETWORKS = ("cifar", "imagenet")
-_DEFAULTS = {"cifar": (36, 20), "imagenet": (48, 14)}
 
 
 @dataclasses.dataclass(frozen=True)
 class DartsEvalNetwork:
   """A DARTS-space evaluation network (NetworkCIFAR / NetworkImageNet) of one genotype."""
   genotype: darts_genotype.Genotype
-  network: str = "cifar"
-  channels: int = 36
-  num_cells: int = 20
-  auxiliary: bool = True
-  aux_head_bn: bool = True
-  depthwise_impl: str = "auto"
-  seed: int = 0
-  genotype_name: str = ""
-  kernels: str = "auto"
-  dtype: str = "float32"
-  remat: str = "none"
+  network: str
+  channels: int
+  num_cells: int
+  auxiliary: bool
+  aux_head_bn: bool
+  depthwise_impl: str
+  seed: int
+  genotype_name: str
+  kernels: str
+  dtype: str
+  remat: str
 
   @property
   def name(self) -> str:
@@ -121,13 +122,13 @@ class _ProxylessCall(nnx.Module):
 class ProxylessEvalNetwork:
   """The ProxylessNAS-space network of one genotype (``zero`` layers removed)."""
   genotype: str
-  widths: Any = "gpu"
-  dropout: float = 0.0
-  depthwise_impl: str = "auto"
-  seed: int = 0
-  kernels: str = "auto"
-  dtype: str = "float32"
-  remat: str = "none"
+  widths: Any
+  dropout: float
+  depthwise_impl: str
+  seed: int
+  kernels: str
+  dtype: str
+  remat: str
 
   @property
   def name(self) -> str:
@@ -202,22 +203,24 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
       widths = tuple(int(w) for w in widths)
     proxyless_space.resolve_widths(widths)
     remat = precision.check_remat(remat, ("none", "layer"), "config.model.remat")
-    return ProxylessEvalNetwork(spec, widths, dropout, impl, seed, remat=remat, **compute)
+    return ProxylessEvalNetwork(genotype=spec, widths=widths, dropout=dropout, depthwise_impl=impl, seed=seed,
+                                remat=remat, **compute)
 
   network = model.get("network", "cifar")
   check_choice("config.model.network", network, DARTS_NETWORKS)
-  default_channels, default_cells = _DEFAULTS[network]
+  default_channels, default_cells = defaults.DARTS_SIZES[network]
   # 0: the network's default.
   channels = check_number("config.model.channels", model.get("channels", 0), 0, integer=True) or default_channels
   num_cells = check_number("config.model.num_cells", model.get("num_cells", 0), 0, integer=True) or default_cells
   if num_cells < 3:
     raise ConfigError(f"config.model.num_cells={num_cells} must be >= 3 (two of the cells are reduction cells)")
   num_nodes = check_number("config.model.num_nodes", model.get("num_nodes", 0), 0, integer=True) or None
-  genotype = darts_genotype.resolve_genotype(spec, num_nodes=num_nodes)
+  genotype = darts_genotype.get_genotype(spec, num_nodes=num_nodes)
   aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
   check_choice("config.model.aux_head_bn", aux_head_bn, ("auto", "true", "false"))
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
   remat = precision.check_remat(remat, ("none", "cell"), "config.model.remat")
-  return DartsEvalNetwork(genotype, network, channels, num_cells, bool(model.get("auxiliary", True)),
-                          bool(aux_head_bn), impl, seed, _genotype_label(spec), remat=remat, **compute)
+  return DartsEvalNetwork(genotype=genotype, network=network, channels=channels, num_cells=num_cells,
+                          auxiliary=bool(model.get("auxiliary", True)), aux_head_bn=bool(aux_head_bn),
+                          depthwise_impl=impl, seed=seed, genotype_name=_genotype_label(spec), remat=remat, **compute)

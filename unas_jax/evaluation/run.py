@@ -24,9 +24,11 @@ import ml_collections
 
 from unas_jax import data as data_lib
 from unas_jax import validation
+from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.evaluation import networks
 from unas_jax.evaluation import trainer
+from unas_jax.parallel import batchnorm
 
 # Sources whose class count and native image size are known without loading them.
 _KNOWN_SOURCES = {"cifar10": (10, 32, 3), "cifar100": (100, 32, 3), "imagenet2012": (1000, 224, 3)}
@@ -41,9 +43,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   # checks), again here for callers that build an evaluation without jobs.validate.
   validation.check_numbers(config)
   validation.check_cross(config)
-  t = config.train
-  trainer.check_train_config(config)
-  if config.model.get("space", "darts") == "proxyless" and t.drop_path:
+  check_choice("config.train.bn", config.train.bn, batchnorm.MODES)
+  if config.model.get("space", "darts") == "proxyless" and config.train.drop_path:
     raise ConfigError("the ProxylessNAS network has no drop-path; set --config.train.drop_path=0")
 
 

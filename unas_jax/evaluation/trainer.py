@@ -26,9 +26,7 @@ import optax
 from chex import ArrayTree as PyTree
 
 from unas_jax import data as data_lib
-from unas_jax.config import check_choice
 from unas_jax.data import device as device_lib
-from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.objectives import losses
 from unas_jax.parallel import batchnorm
@@ -226,7 +224,7 @@ def build_training(config: ml_collections.ConfigDict, network, info: data_lib.Da
   global_batch = config.batch_size
   mesh_lib.check_batch(global_batch, mesh)
   module = network.abstract(info) if abstract else network.build(info)
-  batchnorm.apply_mode(module, t.get("bn", "local"), DATA_AXIS, "train.bn")
+  batchnorm.apply_mode(module, t.bn, DATA_AXIS, "config.train.bn")
   model_def, _, w, stats = functional.split(module)
   decay_mask = weight_decay_mask(module, w) if t.get("no_decay_bn", False) else None
   tx, schedule, total_steps = make_optimizer(t, global_batch, steps_per_epoch, decay_mask)
@@ -252,7 +250,8 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
   is not finite stops training (``NonFiniteError``) before any checkpoint or
   evaluation is made from it; ``history.jsonl`` is cut back to the step resumed
   from; a signal before the first step exits at once. (``summary_only`` is the
-  job's, :func:`unas_jax.evaluation.run.run`: it needs no data.)
+  job's, :func:`unas_jax.evaluation.run.run`: it needs no data.) ``config`` is the one
+  :func:`unas_jax.evaluation.run.check_config` passed (the job checks it first).
   """
   # Before setup: a signal during data loading or the first compile exits at once.
   with StopRequest() as stop:
@@ -261,7 +260,6 @@ def run_training(config: ml_collections.ConfigDict, workdir: str, network) -> di
 
 def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop: StopRequest) -> dict:
   t = config.train
-  check_train_config(config)
   is_main = jax.process_index() == 0
   dataset = data_lib.load(config.data)
   info = dataset.info
@@ -323,13 +321,3 @@ def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop
   run.close()
   return out
 
-
-def check_train_config(config: ml_collections.ConfigDict) -> None:
-  t = config.train
-  if t.epochs <= 0 and not t.get("max_steps"):
-    raise ConfigError("train.epochs must be positive")
-  if not 0.0 <= t.drop_path < 1.0:
-    raise ConfigError(f"train.drop_path={t.drop_path} must lie in [0, 1)")
-  if not 0.0 <= t.ema_decay < 1.0:
-    raise ConfigError(f"train.ema_decay={t.ema_decay} must lie in [0, 1)")
-  check_choice("train.bn", t.get("bn", "local"), batchnorm.MODES)

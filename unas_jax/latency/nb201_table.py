@@ -110,7 +110,7 @@ class NB201TableLatency:
   def after_step(self, step: int, phi: PyTree) -> dict[str, float]:
     del step
     return {"latency_expected_ms": self.expected_latency(phi),
-            "latency_mode_ms": self.table.latency(nb201.cell_from_phi(phi))}
+            "latency_mode_ms": self.table.latency(nb201.genotype_from_phi(phi))}
 
   def speculate(self, z: PyTree) -> None:
     del z  # a table needs no preparation

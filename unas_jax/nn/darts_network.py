@@ -179,7 +179,7 @@ def _reduction_indices(num_cells: int) -> tuple[int, int]:
 
 def _check_settings(genotype: darts_genotype.Genotype | str, num_classes: int, channels: int, num_cells: int
                     ) -> darts_genotype.Genotype:
-  genotype = darts_genotype.resolve_genotype(genotype)
+  genotype = darts_genotype.get_genotype(genotype)
   if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
     raise ConfigError(f"num_classes={num_classes!r} must be a positive integer")
   if not isinstance(channels, (int, np.integer)) or channels < 1:
@@ -257,8 +257,8 @@ class NetworkCIFAR(_DartsNetwork):
   ``key`` feeds drop-path; ``arch`` is ignored (evaluation networks have no phi).
   """
 
-  def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int = 36,
-               num_cells: int = 20, auxiliary: bool = True, in_channels: int = 3, stem_multiplier: int = 3,
+  def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int,
+               num_cells: int, auxiliary: bool = True, in_channels: int = 3, stem_multiplier: int = 3,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
                rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
@@ -284,8 +284,8 @@ class NetworkImageNet(_DartsNetwork):
   convention as :class:`NetworkCIFAR`.
   """
 
-  def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int = 48,
-               num_cells: int = 14, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
+  def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int,
+               num_cells: int, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
                rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
@@ -311,17 +311,17 @@ class NetworkImageNet(_DartsNetwork):
 
 
 def build(genotype: darts_genotype.Genotype | str, *, network: str = "cifar", num_classes: int,
-          channels: int | None = None, num_cells: int | None = None, auxiliary: bool = True, in_channels: int = 3,
+          channels: int, num_cells: int, auxiliary: bool = True, in_channels: int = 3,
           aux_head_bn: bool = True, depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32",
           remat: str = "none", rngs: nnx.Rngs) -> _DartsNetwork:
-  """``NetworkCIFAR`` (``network='cifar'``, default 36 channels, 20 cells) or ``NetworkImageNet``
-  (``'imagenet'``, 48 channels, 14 cells)."""
+  """``NetworkCIFAR`` (``network='cifar'``) or ``NetworkImageNet`` (``'imagenet'``) with ``channels``
+  initial channels and ``num_cells`` cells (the published sizes: ``unas_jax.evaluation.defaults.DARTS_SIZES``)."""
   check_choice("network", network, ("cifar", "imagenet"))
   compute = dict(depthwise_impl=depthwise_impl, kernels=kernels, dtype=dtype, remat=remat)
   if network == "cifar":
-    return NetworkCIFAR(genotype, num_classes=num_classes, channels=channels or 36, num_cells=num_cells or 20,
+    return NetworkCIFAR(genotype, num_classes=num_classes, channels=channels, num_cells=num_cells,
                         auxiliary=auxiliary, in_channels=in_channels, rngs=rngs, **compute)
-  return NetworkImageNet(genotype, num_classes=num_classes, channels=channels or 48, num_cells=num_cells or 14,
+  return NetworkImageNet(genotype, num_classes=num_classes, channels=channels, num_cells=num_cells,
                          auxiliary=auxiliary, in_channels=in_channels, aux_head_bn=aux_head_bn, rngs=rngs,
                          **compute)
 

@@ -20,17 +20,15 @@ from unas_jax.spaces import darts_genotype
 from unas_jax.spaces import darts_plot
 
 
-class DartsSearchSpace:
+class DartsSearchSpace(loop.SpaceAdapter):
   """Builds the supernet from ``config.model`` and turns phi into a genotype and pictures."""
   name = "darts"
 
   def __init__(self, config: ml_collections.ConfigDict):
+    super().__init__(config)
+    self.arch_penalty_fn = pairing.pairing_penalty
     m = config.model
     self.space = darts.DartsSpace(op_names=darts.op_set(m.ops), num_nodes=m.nodes)
-    self.eps = config.search.eps
-    self.arch_penalty_fn = pairing.pairing_penalty
-    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator,
-                 "objective": config.search.objective, "seed": config.seed}
 
   def build_supernet(self, config, info, bn_axis_name):
     m = config.model
@@ -50,7 +48,7 @@ class DartsSearchSpace:
     return {t: dict(phi_state[t]) for t in darts.CELL_TYPES}
 
   def genotype(self, phi: PyTree) -> darts_genotype.Genotype:
-    return darts_genotype.genotype_from_phi(est.soften(phi, self.eps), self.space, self.meta)
+    return darts_genotype.genotype_from_phi(self.softened(phi), self.space, self.meta)
 
   def write_genotype(self, genotype: darts_genotype.Genotype, out_dir: str) -> list[str]:
     paths = [os.path.join(out_dir, "genotype.json")]
@@ -64,7 +62,7 @@ class DartsSearchSpace:
   def selector_probabilities(self, phi: PyTree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
     probs, names = {}, {}
     for t in darts.CELL_TYPES:
-      p = {k: np.asarray(v) for k, v in est.probabilities(est.soften(phi[t], self.eps)).items()}
+      p = {k: np.asarray(v) for k, v in est.probabilities(self.softened(phi[t])).items()}
       probs[f"{t} ops"] = p["ops"].reshape(-1, self.space.num_ops)
       names[f"{t} ops"] = list(self.space.op_names)
       k_max = self.space.num_inputs(self.space.num_nodes - 1)
@@ -76,9 +74,6 @@ class DartsSearchSpace:
       probs[f"{t} inputs"] = np.concatenate(rows, 0)
       names[f"{t} inputs"] = [darts.state_label(i) for i in range(k_max)]
     return probs, names
-
-  def latency_hooks(self, config, workdir, info):
-    return None
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -46,6 +46,34 @@ def search_block() -> ml_collections.ConfigDict:
   })
 
 
+def latency_block() -> ml_collections.ConfigDict:
+  """``config.latency``: the latency term of the search objective (docs/design.md section 3), off.
+
+  The keys every latency source shares; a space's config adds its source's own
+  (``source`` and what that source reads). Without this block a search has no
+  latency term, and ``loop.step_config`` takes the term's settings from here.
+  """
+  return ml_collections.ConfigDict({
+      "enabled": False,
+      "estimator": "relax",          # relax | reinforce | surrogate_gumbel (FBNet-style, biased)
+      "target_ms": 0.0,              # the latency budget (set it for the device); > 0 when enabled
+      # hinge: c_t * relu(lat - target) | linear: c_t * lat | lagrangian: lambda * lat / target,
+      # with E[lat] <= ratio * target held by a multiplier lambda >= 0 the search adjusts itself
+      # (dual ascent: lambda <- max(0, lambda + lambda_lr * (mean measured lat / (ratio * target) - 1))).
+      "penalty": "hinge",
+      "c": 0.1,                      # hinge / linear only
+      "warmup_steps": 0,             # hinge / linear: c_t rises linearly from 0 to c over these steps
+      "lambda_init": 0.0,            # lagrangian: the multiplier's start
+      "lambda_lr": 0.1,              # lagrangian: its step size (scale-free: per unit of lat / target - 1)
+      "damping": 3.0,                # lagrangian: proportional term, coefficient max(0, lambda + damping * last violation)
+      "ratio": 0.95,                 # lagrangian: E[lat] is held to this fraction of the target (margin)
+      "constraint": "expected",      # lagrangian: expected (surrogate's E_p_phi[lat]) | measured (mean of the samples) | mode
+      "lagrangian_term": "linear",   # lagrangian: lambda * lat / target (linear) | lambda * relu(lat - target) / target (hinge)
+      "ridge_lambda": 1.0,           # the latency surrogate (RELAX's control): ridge penalty of its fit ...
+      "surrogate_seed": 0,           # ... and the seed of its train/held-out split
+  })
+
+
 def base_config(job: str, name: str, dataset: str) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.job = job

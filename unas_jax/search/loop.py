@@ -36,6 +36,7 @@ from unas_jax.latency.hooks import LatencyHooks, check_target
 from unas_jax.nn import functional
 from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
+from unas_jax.search import defaults
 from unas_jax.search import step as step_lib
 from unas_jax.utils import files
 from unas_jax.utils import plots
@@ -68,27 +69,58 @@ class SearchSpace(Protocol):
   # logged with every evaluation (the NB201 space's benchmark accuracy).
 
 
+class SpaceAdapter:
+  """What the spaces' adapters (:class:`SearchSpace`) share; each gives the rest.
+
+  ``eps``: phi is softened by ``search.eps`` before it is read (genotype, probabilities);
+  ``meta``: the provenance a genotype file carries; ``latency``: the space's latency
+  source, None until its ``latency_hooks`` makes one.
+  """
+  arch_penalty_fn: Callable | None = None
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.eps = config.search.eps
+    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator,
+                 "objective": config.search.objective, "seed": config.seed}
+    self.latency = None
+
+  def softened(self, phi: PyTree) -> PyTree:
+    return est.soften(phi, self.eps)
+
+  def latency_hooks(self, config: ml_collections.ConfigDict, workdir: str,
+                    info: data_lib.DatasetInfo) -> LatencyHooks | None:
+    del config, workdir, info
+    return None
+
+  def write_latency_report(self, genotype: Any, out_dir: str) -> list[str]:
+    """``latency.json``, the latency source's report on ``genotype`` (nothing without a source)."""
+    if self.latency is None:
+      return []
+    path = os.path.join(out_dir, "latency.json")
+    files.write_json(path, self.latency.mode_report(genotype))
+    return [path]
+
+
 def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
-  """The step's settings from ``config.search`` and, when enabled, ``config.latency`` (no fallbacks:
-  the config blocks hold every default)."""
+  """The step's settings from ``config.search`` and ``config.latency`` (no fallbacks: the config
+  blocks hold every default). Without an enabled latency block there is no latency term
+  (``latency_estimator=None``) and the state's latency fields, which the step then never
+  reads, take :func:`~unas_jax.search.defaults.latency_block`'s values."""
   s = config.search
   latency = config.get("latency")
-  kwargs = {}
-  if latency is not None and latency.enabled:
-    kwargs = dict(latency_estimator=latency.estimator, latency_target_ms=float(latency.target_ms),
-                  latency_penalty=latency.penalty, latency_c=latency.c,
-                  latency_warmup_steps=latency.warmup_steps,
-                  latency_lambda_init=float(latency.lambda_init),
-                  latency_lambda_lr=float(latency.lambda_lr),
-                  latency_damping=float(latency.damping),
-                  latency_constraint=latency.constraint,
-                  latency_lagrangian_term=latency.lagrangian_term,
-                  latency_ratio=float(latency.ratio))
+  enabled = latency is not None and latency.enabled
+  if not enabled:
+    latency = defaults.latency_block()
   return step_lib.StepConfig(
       estimator=s.estimator, objective=s.objective, gen_lambda=s.gen_lambda, tau=s.tau, eps=s.eps,
       sampling=s.sampling, pairing_weight=s.pairing_weight, baseline=s.baseline,
       baseline_decay=s.baseline_decay, baseline_value=s.baseline_value, learn_eta=s.learn_eta, eta_lr=s.eta_lr,
-      w_gradient=s.w_gradient, **kwargs)
+      w_gradient=s.w_gradient,
+      latency_estimator=latency.estimator if enabled else None, latency_target_ms=float(latency.target_ms),
+      latency_penalty=latency.penalty, latency_c=latency.c, latency_warmup_steps=latency.warmup_steps,
+      latency_lambda_init=float(latency.lambda_init), latency_lambda_lr=float(latency.lambda_lr),
+      latency_damping=float(latency.damping), latency_ratio=float(latency.ratio),
+      latency_constraint=latency.constraint, latency_lagrangian_term=latency.lagrangian_term)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

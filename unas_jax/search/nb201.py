@@ -36,21 +36,16 @@ from unas_jax.spaces import nb201_tables as tables
 from unas_jax.utils import files
 
 
-class NB201SearchSpace:
+class NB201SearchSpace(loop.SpaceAdapter):
   """Builds the NB201 supernet from ``config.model``; phi -> cell, pictures, benchmark look-ups."""
   name = "nb201"
-  arch_penalty_fn = None
 
   def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.eps = config.search.eps
-    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator,
-                 "objective": config.search.objective, "seed": config.seed}
+    super().__init__(config)
     bench = config.get("benchmark")
     path = bench.get("table", "") if bench is not None else ""
     # Loaded before the search starts: a malformed table fails at once, not after the search.
     self.benchmark = tables.BenchmarkTable(path) if path else None
-    self.latency = None
     lc = config.get("latency")
     if lc is not None and lc.enabled:  # NB201TableLatency's checks, before any data is loaded
       check_latency_config(lc)
@@ -70,7 +65,7 @@ class NB201SearchSpace:
     return {"edges": phi_state["edges"]}
 
   def genotype(self, phi: PyTree) -> nb201.Cell:
-    return nb201.cell_from_phi(est.soften(phi, self.eps))
+    return nb201.genotype_from_phi(self.softened(phi))
 
   def lookup(self, cell: nb201.Cell) -> tables.BenchmarkResult | None:
     return None if self.benchmark is None else self.benchmark.lookup(cell)
@@ -81,17 +76,13 @@ class NB201SearchSpace:
     result = self.lookup(genotype)
     if result is not None:
       meta["benchmark"] = result.to_dict()
-    nb201.save_genotype(genotype, paths[0], meta)
+    genotype.save(paths[0], meta)
     title = str(genotype)
     if result is not None:
       title += (f"\nbenchmark: CIFAR-10 {result.cifar10:.2f}%, CIFAR-100 {result.cifar100:.2f}%, "
                 f"ImageNet16-120 {result.imagenet16_120:.2f}% (rank {result.rank_cifar10}/{result.num_cells})")
     nb201.plot_cell(genotype, paths[1], title=title)
-    if self.latency is not None:
-      path = os.path.join(out_dir, "latency.json")
-      files.write_json(path, self.latency.mode_report(genotype))
-      paths.append(path)
-    return paths
+    return paths + self.write_latency_report(genotype, out_dir)
 
   def eval_metrics(self, phi: PyTree) -> dict[str, float]:
     """The mode cell's benchmark accuracies and rank (empty without a table); logged at every evaluation."""
@@ -104,7 +95,7 @@ class NB201SearchSpace:
     return out
 
   def selector_probabilities(self, phi: PyTree) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    probs = np.asarray(est.probabilities(est.soften(phi, self.eps))["edges"])
+    probs = np.asarray(est.probabilities(self.softened(phi))["edges"])
     return {"edges": probs}, {"edges": list(nb201.OPS)}
 
   def latency_hooks(self, config, workdir, info):
@@ -122,7 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = loop.run_search(config, workdir, space)
   if "stopped_at" in summary:
     return summary
-  cell = nb201.load_genotype(summary["genotype"])
+  cell = nb201.Cell.load(summary["genotype"])
   summary["arch"] = str(cell)
   summary["parameter_free"] = cell.is_parameter_free()
   result = space.lookup(cell)

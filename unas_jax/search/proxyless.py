@@ -29,20 +29,11 @@ from unas_jax.nn.proxyless_supernet import ProxylessSupernet
 from unas_jax.search import loop
 from unas_jax.search import step as step_lib
 from unas_jax.spaces import proxyless as space
-from unas_jax.utils import files
 
 
-class ProxylessSearchSpace:
+class ProxylessSearchSpace(loop.SpaceAdapter):
   """The ProxylessNAS MBConv space for the search loop."""
   name = "proxyless"
-  arch_penalty_fn = None
-
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.eps = config.search.eps
-    self.meta = {"dataset": config.data.name, "estimator": config.search.estimator, "seed": config.seed,
-                 "latency_target_ms": config.latency.target_ms if config.latency.enabled else None}
-    self.latency = None
 
   def build_supernet(self, config, info, bn_axis_name):
     m = config.model
@@ -57,19 +48,15 @@ class ProxylessSearchSpace:
     return {name: phi_state[name] for name in space.LAYER_NAMES}
 
   def genotype(self, phi: PyTree) -> space.ProxylessGenotype:
-    return space.genotype_from_phi(est.soften(phi, self.eps))
+    return space.genotype_from_phi(self.softened(phi))
 
   def write_genotype(self, genotype: space.ProxylessGenotype, out_dir: str) -> list[str]:
     path = os.path.join(out_dir, "genotype.json")
     genotype.save(path)
-    paths = [path]
-    if self.latency is not None:
-      files.write_json(os.path.join(out_dir, "latency.json"), self.latency.mode_report(genotype))
-      paths.append(os.path.join(out_dir, "latency.json"))
-    return paths
+    return [path] + self.write_latency_report(genotype, out_dir)
 
   def selector_probabilities(self, phi: PyTree):
-    probs = est.probabilities(est.soften(phi, self.eps))
+    probs = est.probabilities(self.softened(phi))
     matrix = np.zeros((len(space.LAYER_NAMES), len(space.PROXYLESS_OPS)))
     for i, name in enumerate(space.LAYER_NAMES):
       p = np.asarray(probs[name])

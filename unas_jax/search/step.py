@@ -98,10 +98,9 @@ class SearchState:
 class StepConfig:
   """Static settings of the search step (hashable), read from the config by ``loop.step_config``.
 
-  The search settings have no defaults here: ``config.search``
-  (``unas_jax/search/defaults.py``) is their one home. The latency settings'
-  defaults are what a search without a latency block (``latency_estimator=None``)
-  puts in the state's latency fields, which its step never reads.
+  No field has a default here: ``config.search`` and ``config.latency``
+  (``unas_jax/search/defaults.py``) are their one home. ``latency_estimator=None``:
+  no latency term (the state's latency fields are then never read).
   """
   estimator: str
   objective: str
@@ -124,19 +123,19 @@ class StepConfig:
   w_gradient: str
   # Latency (None: no latency term). target_ms and c are the initial values of the state's
   # fields of the same names (init_state); the step reads the state's.
-  latency_estimator: str | None = None
-  latency_target_ms: float = 0.0
-  latency_penalty: str = "hinge"
-  latency_c: float = 0.1
-  latency_warmup_steps: int = 0
+  latency_estimator: str | None
+  latency_target_ms: float
+  latency_penalty: str
+  latency_c: float
+  latency_warmup_steps: int
   # penalty=lagrangian: initial multiplier, its dual-ascent step size, and the fraction of
   # the target that E[lat] is held to (the initial values of the state's fields).
-  latency_lambda_init: float = 0.0
-  latency_lambda_lr: float = 0.1
-  latency_damping: float = 3.0
-  latency_ratio: float = 0.95
-  latency_constraint: str = "expected"
-  latency_lagrangian_term: str = "linear"
+  latency_lambda_init: float
+  latency_lambda_lr: float
+  latency_damping: float
+  latency_ratio: float
+  latency_constraint: str
+  latency_lagrangian_term: str
 
   def __post_init__(self):
     check_choice("search.estimator", self.estimator, ACCURACY_ESTIMATORS)

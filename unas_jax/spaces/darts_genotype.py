@@ -4,10 +4,12 @@ A :class:`Genotype` is a normal and a reduction cell, each node
 ``op_a(state[a]) + op_b(state[b])`` (the cell of ``unas_jax/spaces/darts.py``
 with every selector decided). Genotypes name the ops, so they do not depend on
 the op set's order; they are saved as versioned JSON (:meth:`Genotype.to_json`,
-read by :func:`genotype_from_dict`). A search turns logits into a genotype with
-:func:`genotype_from_phi`; :func:`genotype_to_arch` gives the one-hot sample
-that selects a genotype in a space. ``BUILTIN_GENOTYPES`` holds the published
-UNAS and DARTS cells.
+read by :meth:`Genotype.from_dict`, :meth:`~Genotype.from_json`, :meth:`~Genotype.load`).
+A search turns logits into a genotype with :func:`genotype_from_phi`;
+:func:`genotype_to_arch` gives the one-hot sample that selects a genotype in a
+space. ``BUILTIN_GENOTYPES`` holds the published UNAS and DARTS cells;
+:func:`get_genotype` resolves a built-in name or a file. (The ProxylessNAS and
+NB201 genotypes have the same readers and writers.)
 """
 from __future__ import annotations
 
@@ -128,7 +130,7 @@ class Genotype:
 
   # ----------------------------------------------------------------- JSON --
   def to_dict(self) -> dict[str, Any]:
-    """The versioned JSON object (see :func:`genotype_from_dict`)."""
+    """The versioned JSON object (see :meth:`from_dict`)."""
     def cell(nodes):
       return [{"inputs": [int(i) for i in n.inputs], "ops": list(n.ops)} for n in nodes]
     out = {"format": GENOTYPE_FORMAT, "version": GENOTYPE_VERSION,
@@ -169,6 +171,114 @@ class Genotype:
     return {t: [(list(n.inputs), [names.index(o) for o in n.ops]) for n in self.cell(t)]
             for t in darts.CELL_TYPES}
 
+  # ------------------------------------------------------------ readers --
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any], *, num_nodes: int | None = None) -> Genotype:
+    """Parses the JSON object of :meth:`to_dict`.
+
+    Format (version 1)::
+
+        {"format": "unas_jax.darts_genotype", "version": 1,
+         "normal": [{"inputs": [0, 1], "ops": ["sep_conv_3x3", "skip_connect"]}, ...],
+         "normal_concat": [2, 3, 4, 5],
+         "reduce": [...], "reduce_concat": [2, 3, 4, 5],
+         "meta": {...}}                                  # optional
+
+    Raises:
+      ConfigError: wrong format tag or version, malformed or invalid cells,
+        ``*_concat`` other than all intermediate nodes, ``num_nodes`` mismatch.
+    """
+    if not isinstance(d, Mapping):
+      raise ConfigError(f"a genotype must be a JSON object, got {type(d).__name__}")
+    if d.get("format") != GENOTYPE_FORMAT:
+      raise ConfigError(f"not a DARTS genotype: 'format' is {d.get('format')!r}, expected {GENOTYPE_FORMAT!r}")
+    if d.get("version") != GENOTYPE_VERSION:
+      raise ConfigError(f"unsupported genotype version {d.get('version')!r}; this unas_jax reads version "
+                        f"{GENOTYPE_VERSION}")
+    unknown = set(d) - {"format", "version", "normal", "normal_concat", "reduce", "reduce_concat", "meta"}
+    if unknown:
+      raise ConfigError(f"unknown genotype keys {sorted(unknown)}")
+    cells = {}
+    for cell_type in darts.CELL_TYPES:
+      nodes = d.get(cell_type)
+      if not isinstance(nodes, list):
+        raise ConfigError(f"the genotype needs a list '{cell_type}' of nodes")
+      cells[cell_type] = tuple(_node_from_obj(n, cell_type, j) for j, n in enumerate(nodes))
+    meta = d.get("meta", {})
+    if not isinstance(meta, Mapping):
+      raise ConfigError("the genotype's 'meta' must be a JSON object")
+    genotype = cls(cells["normal"], cells["reduce"], dict(meta))
+    genotype.validate(num_nodes=num_nodes)
+    for cell_type in darts.CELL_TYPES:
+      key = cell_type + "_concat"
+      want = list(getattr(genotype, key))
+      if key in d and (not isinstance(d[key], list) or list(d[key]) != want):
+        raise ConfigError(f"'{key}' is {d[key]}; the factorised cell concatenates every intermediate node, {want}")
+    return genotype
+
+  @classmethod
+  def from_json(cls, text: str, *, num_nodes: int | None = None) -> Genotype:
+    """Parses :meth:`to_json` output."""
+    try:
+      d = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ConfigError(f"the genotype is not valid JSON: {e}") from None
+    return cls.from_dict(d, num_nodes=num_nodes)
+
+  @classmethod
+  def load(cls, path: str | os.PathLike, *, num_nodes: int | None = None) -> Genotype:
+    """Reads a genotype JSON file."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+      raise ConfigError(f"genotype file {str(path)!r} does not exist; pass a genotype JSON written by a "
+                        f"search, or a built-in name: {', '.join(BUILTIN_GENOTYPES)}")
+    try:
+      return cls.from_json(path.read_text(), num_nodes=num_nodes)
+    except ConfigError as e:
+      raise ConfigError(f"{path}: {e}") from None
+    except UnicodeDecodeError:
+      raise ConfigError(f"{path} is not a genotype JSON file (not UTF-8 text)") from None
+
+  @classmethod
+  def from_indices(cls, normal: Sequence[tuple[Sequence[int], Sequence[int]]],
+                   reduce: Sequence[tuple[Sequence[int], Sequence[int]]],
+                   op_names: Sequence[str] = darts.UNAS_OPS, meta: Mapping[str, Any] | None = None) -> Genotype:
+    """Builds a genotype from ``[([a, b], [op_a, op_b]), ...]`` per cell, ops as indices into ``op_names``.
+
+    Raises:
+      ConfigError: an op index out of range (or any :meth:`Genotype.validate` error).
+    """
+    names = darts.op_set(list(op_names))
+
+    def cell(nodes, cell_type):
+      out = []
+      for j, node in enumerate(nodes):
+        if len(node) != 2:
+          raise ConfigError(f"{cell_type} node {j} must be ([a, b], [op_a, op_b]), got {node!r}")
+        inputs, ops = node
+        op_list = []
+        for o in ops:
+          if not isinstance(o, (int, np.integer)) or isinstance(o, bool) or not 0 <= o < len(names):
+            raise ConfigError(f"{cell_type} node {j} has op index {o!r}; the op set has {len(names)} ops "
+                              f"(indices 0..{len(names) - 1}: {', '.join(names)})")
+          op_list.append(names[int(o)])
+        out.append(Node(tuple(int(i) if isinstance(i, (int, np.integer)) else i for i in inputs),
+                        tuple(op_list)))
+      return tuple(out)
+
+    return cls(cell(normal, "normal"), cell(reduce, "reduce"), dict(meta or {}))
+
+  @classmethod
+  def from_darts_pairs(cls, normal: Sequence[tuple[str, int]], reduce: Sequence[tuple[str, int]],
+                       meta: Mapping[str, Any] | None = None) -> Genotype:
+    """From DARTS's ``genotypes.py`` format: ``[(op, input), ...]``, two entries per node."""
+    def cell(pairs, cell_type):
+      if len(pairs) % 2:
+        raise ConfigError(f"the DARTS {cell_type} list needs two (op, input) pairs per node, got {len(pairs)}")
+      return tuple(Node((pairs[2 * j][1], pairs[2 * j + 1][1]), (pairs[2 * j][0], pairs[2 * j + 1][0]))
+                   for j in range(len(pairs) // 2))
+    return cls(cell(normal, "normal"), cell(reduce, "reduce"), dict(meta or {}))
+
 
 def _node_from_obj(obj: Any, cell_type: str, j: int) -> Node:
   if not isinstance(obj, Mapping) or set(obj) != {"inputs", "ops"}:
@@ -178,114 +288,6 @@ def _node_from_obj(obj: Any, cell_type: str, j: int) -> Node:
   if not isinstance(inputs, (list, tuple)) or not isinstance(ops, (list, tuple)):
     raise ConfigError(f"{cell_type} node {j}: 'inputs' and 'ops' must be lists, got {inputs!r} and {ops!r}")
   return Node(tuple(inputs), tuple(ops))
-
-
-def genotype_from_dict(d: Mapping[str, Any], *, num_nodes: int | None = None) -> Genotype:
-  """Parses the JSON object of :meth:`Genotype.to_dict`.
-
-  Format (version 1)::
-
-      {"format": "unas_jax.darts_genotype", "version": 1,
-       "normal": [{"inputs": [0, 1], "ops": ["sep_conv_3x3", "skip_connect"]}, ...],
-       "normal_concat": [2, 3, 4, 5],
-       "reduce": [...], "reduce_concat": [2, 3, 4, 5],
-       "meta": {...}}                                  # optional
-
-  Raises:
-    ConfigError: wrong format tag or version, malformed or invalid cells,
-      ``*_concat`` other than all intermediate nodes, ``num_nodes`` mismatch.
-  """
-  if not isinstance(d, Mapping):
-    raise ConfigError(f"a genotype must be a JSON object, got {type(d).__name__}")
-  if d.get("format") != GENOTYPE_FORMAT:
-    raise ConfigError(f"not a DARTS genotype: 'format' is {d.get('format')!r}, expected {GENOTYPE_FORMAT!r}")
-  if d.get("version") != GENOTYPE_VERSION:
-    raise ConfigError(f"unsupported genotype version {d.get('version')!r}; this unas_jax reads version "
-                      f"{GENOTYPE_VERSION}")
-  unknown = set(d) - {"format", "version", "normal", "normal_concat", "reduce", "reduce_concat", "meta"}
-  if unknown:
-    raise ConfigError(f"unknown genotype keys {sorted(unknown)}")
-  cells = {}
-  for cell_type in darts.CELL_TYPES:
-    nodes = d.get(cell_type)
-    if not isinstance(nodes, list):
-      raise ConfigError(f"the genotype needs a list '{cell_type}' of nodes")
-    cells[cell_type] = tuple(_node_from_obj(n, cell_type, j) for j, n in enumerate(nodes))
-  meta = d.get("meta", {})
-  if not isinstance(meta, Mapping):
-    raise ConfigError("the genotype's 'meta' must be a JSON object")
-  genotype = Genotype(cells["normal"], cells["reduce"], dict(meta))
-  genotype.validate(num_nodes=num_nodes)
-  for cell_type in darts.CELL_TYPES:
-    key = cell_type + "_concat"
-    want = list(getattr(genotype, key))
-    if key in d and (not isinstance(d[key], list) or list(d[key]) != want):
-      raise ConfigError(f"'{key}' is {d[key]}; the factorised cell concatenates every intermediate node, {want}")
-  return genotype
-
-
-def genotype_from_json(text: str, *, num_nodes: int | None = None) -> Genotype:
-  """Parses :meth:`Genotype.to_json` output."""
-  try:
-    d = json.loads(text)
-  except json.JSONDecodeError as e:
-    raise ConfigError(f"the genotype is not valid JSON: {e}") from None
-  return genotype_from_dict(d, num_nodes=num_nodes)
-
-
-def load_genotype(path: str | os.PathLike, *, num_nodes: int | None = None) -> Genotype:
-  """Reads a genotype JSON file."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise ConfigError(f"genotype file {str(path)!r} does not exist; pass a genotype JSON written by a "
-                      f"search, or a built-in name: {', '.join(BUILTIN_GENOTYPES)}")
-  try:
-    return genotype_from_json(path.read_text(), num_nodes=num_nodes)
-  except ConfigError as e:
-    raise ConfigError(f"{path}: {e}") from None
-  except UnicodeDecodeError:
-    raise ConfigError(f"{path} is not a genotype JSON file (not UTF-8 text)") from None
-
-
-def genotype_from_indices(normal: Sequence[tuple[Sequence[int], Sequence[int]]],
-                          reduce: Sequence[tuple[Sequence[int], Sequence[int]]],
-                          op_names: Sequence[str] = darts.UNAS_OPS, meta: Mapping[str, Any] | None = None
-                          ) -> Genotype:
-  """Builds a genotype from ``[([a, b], [op_a, op_b]), ...]`` per cell, ops as indices into ``op_names``.
-
-  Raises:
-    ConfigError: an op index out of range (or any :meth:`Genotype.validate` error).
-  """
-  names = darts.op_set(list(op_names))
-
-  def cell(nodes, cell_type):
-    out = []
-    for j, node in enumerate(nodes):
-      if len(node) != 2:
-        raise ConfigError(f"{cell_type} node {j} must be ([a, b], [op_a, op_b]), got {node!r}")
-      inputs, ops = node
-      op_list = []
-      for o in ops:
-        if not isinstance(o, (int, np.integer)) or isinstance(o, bool) or not 0 <= o < len(names):
-          raise ConfigError(f"{cell_type} node {j} has op index {o!r}; the op set has {len(names)} ops "
-                            f"(indices 0..{len(names) - 1}: {', '.join(names)})")
-        op_list.append(names[int(o)])
-      out.append(Node(tuple(int(i) if isinstance(i, (int, np.integer)) else i for i in inputs),
-                      tuple(op_list)))
-    return tuple(out)
-
-  return Genotype(cell(normal, "normal"), cell(reduce, "reduce"), dict(meta or {}))
-
-
-def genotype_from_darts_pairs(normal: Sequence[tuple[str, int]], reduce: Sequence[tuple[str, int]],
-                              meta: Mapping[str, Any] | None = None) -> Genotype:
-  """From DARTS's ``genotypes.py`` format: ``[(op, input), ...]``, two entries per node."""
-  def cell(pairs, cell_type):
-    if len(pairs) % 2:
-      raise ConfigError(f"the DARTS {cell_type} list needs two (op, input) pairs per node, got {len(pairs)}")
-    return tuple(Node((pairs[2 * j][1], pairs[2 * j + 1][1]), (pairs[2 * j][0], pairs[2 * j + 1][0]))
-                 for j in range(len(pairs) // 2))
-  return Genotype(cell(normal, "normal"), cell(reduce, "reduce"), dict(meta or {}))
 
 
 def genotype_from_phi(phi: Mapping[str, Mapping[str, Any]], space: darts.DartsSpace,
@@ -352,11 +354,11 @@ _UNAS_CELLS = {
 }
 
 BUILTIN_GENOTYPES: dict[str, Genotype] = {
-    name: genotype_from_indices(normal, reduce, darts.UNAS_OPS, meta={"source": f"UNAS paper/code ({name})"})
+    name: Genotype.from_indices(normal, reduce, darts.UNAS_OPS, meta={"source": f"UNAS paper/code ({name})"})
     for name, (normal, reduce) in _UNAS_CELLS.items()
 }
 # DARTS (second order), Liu et al. ICLR 2019; quark0/darts cnn/genotypes.py DARTS_V2.
-BUILTIN_GENOTYPES["darts_v2"] = genotype_from_darts_pairs(
+BUILTIN_GENOTYPES["darts_v2"] = Genotype.from_darts_pairs(
     normal=[("sep_conv_3x3", 0), ("sep_conv_3x3", 1), ("sep_conv_3x3", 0), ("sep_conv_3x3", 1),
             ("sep_conv_3x3", 1), ("skip_connect", 0), ("skip_connect", 0), ("dil_conv_3x3", 2)],
     reduce=[("max_pool_3x3", 0), ("max_pool_3x3", 1), ("skip_connect", 2), ("max_pool_3x3", 1),
@@ -364,16 +366,10 @@ BUILTIN_GENOTYPES["darts_v2"] = genotype_from_darts_pairs(
     meta={"source": "DARTS paper/code (DARTS_V2)"})
 
 
-def get_genotype(name: str) -> Genotype:
-  """A built-in genotype by name (``unas_cifar10``, ``unas_cifar100``, ``unas_imagenet``, ``darts_v2``)."""
-  if name not in BUILTIN_GENOTYPES:
-    raise ConfigError(f"unknown built-in genotype {name!r}; choose one of {', '.join(BUILTIN_GENOTYPES)} "
-                      "or give the path of a genotype JSON file")
-  return BUILTIN_GENOTYPES[name]
-
-
-def resolve_genotype(spec: str | os.PathLike | Genotype, *, num_nodes: int | None = None) -> Genotype:
-  """A :class:`Genotype`, a built-in name, or the path of a genotype JSON file."""
+def get_genotype(spec: str | os.PathLike | Genotype, *, num_nodes: int | None = None) -> Genotype:
+  """A :class:`Genotype` (returned as is), a built-in name (``unas_cifar10``, ``unas_cifar100``,
+  ``unas_imagenet``, ``darts_v2``) or the path of a genotype JSON file; with ``num_nodes``,
+  checked to have that many nodes."""
   if isinstance(spec, Genotype):
     spec.validate(num_nodes=num_nodes)
     return spec
@@ -382,8 +378,8 @@ def resolve_genotype(spec: str | os.PathLike | Genotype, *, num_nodes: int | Non
     genotype.validate(num_nodes=num_nodes)
     return genotype
   if isinstance(spec, (str, os.PathLike)) and pathlib.Path(spec).suffix == ".json":
-    return load_genotype(spec, num_nodes=num_nodes)
+    return Genotype.load(spec, num_nodes=num_nodes)
   if isinstance(spec, (str, os.PathLike)) and pathlib.Path(spec).is_file():
-    return load_genotype(spec, num_nodes=num_nodes)
+    return Genotype.load(spec, num_nodes=num_nodes)
   raise ConfigError(f"{str(spec)!r} is neither a built-in genotype ({', '.join(BUILTIN_GENOTYPES)}) "
                     "nor a genotype JSON file")

@@ -21,7 +21,10 @@ and a sample ``arch`` has a leading sample axis: ``{'edges': [S, 6, 5]}``, one-h
 (all NB201 cells share one topology).
 
 A :class:`Cell` is the tuple of 6 op names in edge order; ``str(cell)`` is its
-NB201 string.
+NB201 string, which :meth:`Cell.from_string` reads back; :meth:`Cell.save` and
+:meth:`Cell.load` write and read its genotype JSON file, and
+:func:`genotype_from_phi` is the most probable cell (the names of the DARTS and
+ProxylessNAS genotypes' readers and writers).
 """
 from __future__ import annotations
 
@@ -69,7 +72,11 @@ class Cell:
         raise ConfigError(f"unknown NB201 op {op!r}; valid ops: {', '.join(OPS)}")
 
   def __str__(self) -> str:
-    return to_string(self)
+    """The NB201 string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``."""
+    nodes = []
+    for j in range(1, NUM_NODES):
+      nodes.append("|" + "|".join(f"{op}~{i}" for i, op in self.incoming(j)) + "|")
+    return "+".join(nodes)
 
   @property
   def indices(self) -> tuple[int, ...]:
@@ -96,62 +103,75 @@ class Cell:
     """``[(source, op), ...]`` of the edges into node ``j``."""
     return [(i, op) for (i, t), op in zip(EDGES, self.ops) if t == j]
 
+  @classmethod
+  def from_string(cls, text: str) -> Cell:
+    """Parses an NB201 string (the inverse of ``str(cell)``).
 
-def to_string(cell: Cell) -> str:
-  """The NB201 string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` of ``cell``."""
-  nodes = []
-  for j in range(1, NUM_NODES):
-    nodes.append("|" + "|".join(f"{op}~{i}" for i, op in cell.incoming(j)) + "|")
-  return "+".join(nodes)
+    Raises:
+      ConfigError: a malformed string, an unknown op, or edges out of order.
+    """
+    if not isinstance(text, str):
+      raise ConfigError(f"an NB201 architecture string must be a str, got {type(text).__name__}")
+    parts = text.strip().split("+")
+    if len(parts) != NUM_NODES - 1:
+      raise ConfigError(f"NB201 string {text!r} has {len(parts)} node groups separated by '+'; expected "
+                        f"{NUM_NODES - 1} (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|)")
+    ops = []
+    for j, part in enumerate(parts, start=1):
+      if not (part.startswith("|") and part.endswith("|")):
+        raise ConfigError(f"NB201 string {text!r}: node {j} group {part!r} must start and end with '|'")
+      entries = part[1:-1].split("|")
+      if len(entries) != j:
+        raise ConfigError(f"NB201 string {text!r}: node {j} must have {j} incoming edges, got {len(entries)}")
+      for i, entry in enumerate(entries):
+        op, sep, src = entry.partition("~")
+        if not sep or src != str(i):
+          raise ConfigError(f"NB201 string {text!r}: edge {entry!r} into node {j} must read 'op~{i}'")
+        if op not in OPS:
+          raise ConfigError(f"NB201 string {text!r}: unknown op {op!r}; valid ops: {', '.join(OPS)}")
+        ops.append(op)
+    return cls(tuple(ops))
 
+  @classmethod
+  def from_indices(cls, indices: Sequence[int]) -> Cell:
+    """The cell whose edge ``e`` has op ``OPS[indices[e]]``."""
+    idx = [int(i) for i in indices]
+    if len(idx) != NUM_EDGES or any(not 0 <= i < NUM_OPS for i in idx):
+      raise ConfigError(f"an NB201 cell needs {NUM_EDGES} op indices in [0, {NUM_OPS}), got {list(indices)}")
+    return cls(tuple(OPS[i] for i in idx))
 
-def from_string(text: str) -> Cell:
-  """Parses an NB201 string (the inverse of :func:`to_string`).
+  def save(self, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> None:
+    """``{"format", "version", "arch": "<NB201 string>", "ops": [...], "meta": {...}}``, atomically."""
+    d = {"format": GENOTYPE_FORMAT, "version": GENOTYPE_VERSION, "arch": str(self), "ops": list(self.ops)}
+    if meta:
+      d["meta"] = dict(meta)
+    files.write_text(path, json.dumps(d, indent=1, sort_keys=True) + "\n")
 
-  Raises:
-    ConfigError: a malformed string, an unknown op, or edges out of order.
-  """
-  if not isinstance(text, str):
-    raise ConfigError(f"an NB201 architecture string must be a str, got {type(text).__name__}")
-  parts = text.strip().split("+")
-  if len(parts) != NUM_NODES - 1:
-    raise ConfigError(f"NB201 string {text!r} has {len(parts)} node groups separated by '+'; expected "
-                      f"{NUM_NODES - 1} (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|)")
-  ops = []
-  for j, part in enumerate(parts, start=1):
-    if not (part.startswith("|") and part.endswith("|")):
-      raise ConfigError(f"NB201 string {text!r}: node {j} group {part!r} must start and end with '|'")
-    entries = part[1:-1].split("|")
-    if len(entries) != j:
-      raise ConfigError(f"NB201 string {text!r}: node {j} must have {j} incoming edges, got {len(entries)}")
-    for i, entry in enumerate(entries):
-      op, sep, src = entry.partition("~")
-      if not sep or src != str(i):
-        raise ConfigError(f"NB201 string {text!r}: edge {entry!r} into node {j} must read 'op~{i}'")
-      if op not in OPS:
-        raise ConfigError(f"NB201 string {text!r}: unknown op {op!r}; valid ops: {', '.join(OPS)}")
-      ops.append(op)
-  return Cell(tuple(ops))
-
-
-def from_indices(indices: Sequence[int]) -> Cell:
-  """The cell whose edge ``e`` has op ``OPS[indices[e]]``."""
-  idx = [int(i) for i in indices]
-  if len(idx) != NUM_EDGES or any(not 0 <= i < NUM_OPS for i in idx):
-    raise ConfigError(f"an NB201 cell needs {NUM_EDGES} op indices in [0, {NUM_OPS}), got {list(indices)}")
-  return Cell(tuple(OPS[i] for i in idx))
+  @classmethod
+  def load(cls, path: str | os.PathLike) -> Cell:
+    """Reads :meth:`save`'s file."""
+    path = epath.Path(path)
+    if not path.is_file():
+      raise ConfigError(f"NB201 genotype file {str(path)!r} does not exist")
+    try:
+      d = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+      raise ConfigError(f"{path}: not valid JSON: {e}") from None
+    if not isinstance(d, dict) or d.get("format") != GENOTYPE_FORMAT:
+      raise ConfigError(f"{path}: not an NB201 genotype (format {d.get('format') if isinstance(d, dict) else None!r})")
+    return cls.from_string(d["arch"])
 
 
 def all_cells() -> Iterator[Cell]:
   """Every one of the ``5**6 = 15,625`` cells (edge 0 varies slowest)."""
   for idx in itertools.product(range(NUM_OPS), repeat=NUM_EDGES):
-    yield from_indices(idx)
+    yield Cell.from_indices(idx)
 
 
 def random_cells(seed: int, n: int) -> list[Cell]:
   """``n`` cells drawn uniformly (with replacement) from the space."""
   rng = np.random.default_rng(seed)
-  return [from_indices(row) for row in rng.integers(0, NUM_OPS, size=(n, NUM_EDGES))]
+  return [Cell.from_indices(row) for row in rng.integers(0, NUM_OPS, size=(n, NUM_EDGES))]
 
 
 # --------------------------------------------------------------------------- #
@@ -169,13 +189,13 @@ def init_phi(key: jax.Array, scale: float = 1e-3) -> dict[str, jax.Array]:
   return {"edges": scale * jax.random.normal(key, (NUM_EDGES, NUM_OPS), jnp.float32)}
 
 
-def cell_from_phi(phi: Mapping[str, Any]) -> Cell:
+def genotype_from_phi(phi: Mapping[str, Any]) -> Cell:
   """The most probable cell: the argmax of every edge's logits (or probabilities)."""
   edges = np.asarray(phi["edges"]) if isinstance(phi, Mapping) and "edges" in phi else None
   if edges is None or edges.shape != (NUM_EDGES, NUM_OPS):
     raise ConfigError(f"phi must be {{'edges': [{NUM_EDGES}, {NUM_OPS}]}}, got "
                       f"{None if edges is None else edges.shape}")
-  return from_indices(np.argmax(edges, axis=-1))
+  return Cell.from_indices(np.argmax(edges, axis=-1))
 
 
 def cell_to_arch(cell: Cell) -> dict[str, jax.Array]:
@@ -188,7 +208,7 @@ def cells_from_arch(arch: Mapping[str, Any]) -> list[Cell]:
   edges = np.asarray(arch["edges"])
   if edges.ndim != 3 or edges.shape[1:] != (NUM_EDGES, NUM_OPS):
     raise ConfigError(f"arch['edges'] must be [S, {NUM_EDGES}, {NUM_OPS}], got {edges.shape}")
-  return [from_indices(row) for row in np.argmax(edges, axis=-1)]
+  return [Cell.from_indices(row) for row in np.argmax(edges, axis=-1)]
 
 
 def flatten_arch(arch: Mapping[str, jax.Array]) -> jax.Array:
@@ -206,30 +226,8 @@ def cells_to_flat(cells: Sequence[Cell]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- #
-# The found cell on disk.
+# The found cell as a picture.
 # --------------------------------------------------------------------------- #
-
-
-def save_genotype(cell: Cell, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> None:
-  """``{"format", "version", "arch": "<NB201 string>", "ops": [...], "meta": {...}}``, atomically."""
-  d = {"format": GENOTYPE_FORMAT, "version": GENOTYPE_VERSION, "arch": str(cell), "ops": list(cell.ops)}
-  if meta:
-    d["meta"] = dict(meta)
-  files.write_text(path, json.dumps(d, indent=1, sort_keys=True) + "\n")
-
-
-def load_genotype(path: str | os.PathLike) -> Cell:
-  """Reads :func:`save_genotype`'s file."""
-  path = epath.Path(path)
-  if not path.is_file():
-    raise ConfigError(f"NB201 genotype file {str(path)!r} does not exist")
-  try:
-    d = json.loads(path.read_text())
-  except json.JSONDecodeError as e:
-    raise ConfigError(f"{path}: not valid JSON: {e}") from None
-  if not isinstance(d, dict) or d.get("format") != GENOTYPE_FORMAT:
-    raise ConfigError(f"{path}: not an NB201 genotype (format {d.get('format') if isinstance(d, dict) else None!r})")
-  return from_string(d["arch"])
 
 
 def plot_cell(cell: Cell, path: str | os.PathLike, *, title: str | None = None) -> None:

@@ -46,7 +46,7 @@ def _read_rows(path: str, columns: Sequence[str], what: str) -> list[tuple[nb201
       if len(row) != len(columns):
         raise DataError(f"{what} {path}: line {line} has {len(row)} fields, expected {len(columns)}")
       try:
-        cell = nb201.from_string(row[0])
+        cell = nb201.Cell.from_string(row[0])
       except ConfigError as e:
         raise DataError(f"{what} {path}: line {line}: {e}") from None
       try:
@@ -107,7 +107,7 @@ class BenchmarkTable:
       DataError: the table has no row for ``cell``.
     """
     if isinstance(cell, str):
-      cell = nb201.from_string(cell)
+      cell = nb201.Cell.from_string(cell)
     n = self._index.get(cell)
     if n is None:
       raise DataError(f"benchmark table {self.path} has no row for the cell {cell}")

@@ -247,15 +247,15 @@ class ProxylessGenotype:
   def num_zero(self) -> int:
     return sum(op == ZERO for op in self.ops)
 
-  def to_json_dict(self) -> dict:
+  def to_dict(self) -> dict:
     return {"format": GENOTYPE_FORMAT, "version": GENOTYPE_VERSION, "space": "proxyless",
             "ops": list(self.ops)}
 
   def to_json(self) -> str:
-    return json.dumps(self.to_json_dict(), indent=2)
+    return json.dumps(self.to_dict(), indent=2)
 
   @classmethod
-  def from_json_dict(cls, data: Mapping) -> "ProxylessGenotype":
+  def from_dict(cls, data: Mapping) -> "ProxylessGenotype":
     if not isinstance(data, Mapping) or data.get("format") != GENOTYPE_FORMAT:
       raise ConfigError(f"not a ProxylessNAS genotype (expected format {GENOTYPE_FORMAT!r}); "
                         "save one with ProxylessGenotype.save")
@@ -274,7 +274,7 @@ class ProxylessGenotype:
       data = json.loads(text)
     except json.JSONDecodeError as e:
       raise ConfigError(f"genotype file is not valid JSON: {e}") from None
-    return cls.from_json_dict(data)
+    return cls.from_dict(data)
 
   def save(self, path: str) -> None:
     """Writes :meth:`to_json` to ``path`` (a local path or a URI, atomically where the storage allows)."""
