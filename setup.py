@@ -38,5 +38,10 @@ setup(
     package_data={"unas_jax.latency": ["data/*.yaml", "data/README.md"]},
     python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest>=8", "pytest-xdist>=3.5"]},
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        # gs:// workdirs: orbax asks the bucket's metadata through google-cloud-storage when it
+        # lists or deletes checkpoint steps; orbax itself does not require it.
+        "gcs": ["google-cloud-storage"],
+    },
 )
