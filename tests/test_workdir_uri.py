@@ -18,6 +18,8 @@ import pytest
 from etils.epath import gpath
 from etils.epath import testing as epath_testing
 
+from unas_jax import jobs
+from unas_jax.errors import WorkdirError
 from unas_jax.spaces import darts_genotype
 from unas_jax.spaces import darts_plot
 from unas_jax.spaces import proxyless
@@ -62,7 +64,16 @@ def fake_bucket(root: pathlib.Path):
   with epath_testing.mock_epath(**{n: redirect(n) for n in names}), \
        pytest.MonkeyPatch.context() as mp:
     mp.setattr(gpath, "_is_tf_installed", lambda: False)
+    mp.setattr(jobs, "gcs_client_installed", lambda: True)  # the fake bucket needs no storage client
     yield
+
+
+def test_gs_workdir_without_the_storage_client_is_one_line(monkeypatch):
+  monkeypatch.setattr(jobs, "gcs_client_installed", lambda: False)
+  with pytest.raises(WorkdirError) as err:
+    jobs.prepare_workdir("gs://runs/search")
+  message = str(err.value)
+  assert "\n" not in message and "google-cloud-storage" in message and ".[gcs]" in message
 
 
 def test_run_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
@@ -71,7 +82,6 @@ def test_run_files_reach_the_uri_through_epath(tmp_path, monkeypatch):
   bucket.mkdir()
   workdir = "gs://runs/search"
   with fake_bucket(bucket):
-    from unas_jax import jobs
     assert jobs.prepare_workdir(workdir) == workdir
     history = metrics_lib.JsonlHistory(os.path.join(workdir, "history.jsonl"))
     for step in (2, 4, 6):
@@ -218,7 +228,6 @@ def test_checkpoints_on_a_gs_workdir_rotate_fall_back_and_restore_in_the_bucket(
 def test_search_with_a_gs_workdir_resumes_from_the_bucket(tmp_path, monkeypatch):
   """A tiny DARTS search on ``gs://``, stopped after a checkpoint and resumed, ends as an uninterrupted local run."""
   import jax  # pylint: disable=import-outside-toplevel
-  from unas_jax import jobs  # pylint: disable=import-outside-toplevel
   from unas_jax.search import darts as darts_search  # pylint: disable=import-outside-toplevel
   from unas_jax.utils import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
   from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel

@@ -8,6 +8,7 @@ workdir (a local path or a URI such as ``gs://bucket/run``, kept as given).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import tempfile
 import uuid
@@ -55,6 +56,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
     networks.from_config(config.model, seed=config.seed)  # reads and checks the genotype (JSON) too
 
 
+def gcs_client_installed() -> bool:
+  """Whether ``google.cloud.storage`` can be imported (orbax needs it for gs:// checkpoints)."""
+  try:
+    return importlib.util.find_spec("google.cloud.storage") is not None
+  except ModuleNotFoundError:  # no google.cloud package at all
+    return False
+
+
 def prepare_workdir(workdir: str) -> str:
   """Creates ``workdir`` if needed and checks that it can be written; returns it unchanged.
 
@@ -65,6 +74,11 @@ def prepare_workdir(workdir: str) -> str:
   """
   from etils import epath  # pylint: disable=import-outside-toplevel
   where = f"--workdir={workdir}"
+  if workdir.startswith("gs://") and not gcs_client_installed():
+    # orbax imports google-cloud-storage when it lists or deletes steps on gs:// (after
+    # the first checkpoint), but does not require it: say so now, not minutes into the run.
+    raise WorkdirError(f"{where} needs google-cloud-storage for orbax's checkpoints on gs://; "
+                       "install it with pip install -e '.[gcs]' (or pip install google-cloud-storage)")
   try:
     path = epath.Path(workdir)
   except KeyError:
