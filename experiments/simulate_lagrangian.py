@@ -31,6 +31,7 @@ from unas_jax.spaces import proxyless as space
 
 
 _STEPS = {}
+LAMBDA_FLOOR = 0.01   # the multiplicative update's smallest (and initial) multiplier
 
 
 def _step_fn(table, constraint, term, steps, samples):
@@ -47,7 +48,7 @@ def _step_fn(table, constraint, term, steps, samples):
   tx = optax.adam(optax.cosine_decay_schedule(0.1, steps, alpha=0.3))
 
   @jax.jit
-  def step(phi, opt, lam, last_v, t, key, favourite, target, ratio, lambda_lr, damping, noise, pull):
+  def step(phi, opt, lam, last_v, t, key, favourite, target, ratio, lambda_lr, damping, noise, pull, multiplicative):
     k = jax.random.fold_in(key, t)
     keys = est.per_sample_keys(jax.random.fold_in(k, 0), jnp.arange(samples))
     z = est.discrete(keys, phi, (samples,))
@@ -71,23 +72,28 @@ def _step_fn(table, constraint, term, steps, samples):
     expected = latency({n: p[None] for n, p in probs.items()})[0]
     mode = latency({n: m[None] for n, m in est.mode(phi).items()})[0]
     seen = {"expected": expected, "measured": jnp.mean(lat), "mode": mode}[constraint]
-    return phi, opt, losses.dual_ascent(lam, seen, target, lambda_lr, ratio), losses.violation(seen, target, ratio), \
-        expected, mode
+    v = losses.violation(seen, target, ratio)
+    # additive: projected dual ascent; multiplicative: lambda <- clip(lambda exp(lr v), floor, 1e4),
+    # geometric in both directions, so the multiplier reaches any scale the accuracy gradient
+    # needs in log time and lets go as fast once the constraint holds.
+    new_lam = jnp.where(multiplicative, jnp.clip(lam * jnp.exp(lambda_lr * v), LAMBDA_FLOOR, 1e4),
+                        losses.dual_ascent(lam, seen, target, lambda_lr, ratio))
+    return phi, opt, new_lam, v, expected, mode
 
   _STEPS[cache_key] = step, tx
   return step, tx
 
 
 def simulate(table, target, *, constraint, ratio, lambda_lr, damping, noise, pull, steps, seed, samples=16,
-             term="linear"):
+             term="linear", update="add"):
   step, tx = _step_fn(table, constraint, term, steps, samples)
   key = jax.random.key(seed)
   phi = space.init_phi(jax.random.fold_in(key, 1), scale=1e-3)
   favourite = {k: jax.random.randint(jax.random.fold_in(key, i + 7), (), 0, v.shape[-1])
                for i, (k, v) in enumerate(sorted(phi.items()))}
-  settings = [jnp.float32(v) for v in (target, ratio, lambda_lr, damping, noise, pull)]
+  settings = [jnp.float32(v) for v in (target, ratio, lambda_lr, damping, noise, pull)] + [jnp.bool_(update == "mul")]
   opt = tx.init(phi)
-  lam, last_v = jnp.float32(0.0), jnp.float32(0.0)
+  lam, last_v = jnp.float32(LAMBDA_FLOOR if update == "mul" else 0.0), jnp.float32(0.0)
   trace = []
   for t in range(steps):
     phi, opt, lam, last_v, expected, mode = step(phi, opt, lam, last_v, t, key, favourite, *settings)
@@ -105,8 +111,8 @@ def main():
   parser.add_argument("--noise", default="3,8")
   parser.add_argument("--pull", type=float, default=0.5)
   parser.add_argument("--settings", default="expected:0.95:0.1:3,expected:1.0:0.1:3,mode:0.95:0.1:3",
-                      help="constraint:ratio:lambda_lr:damping[:term],... (term: latency.lagrangian_term, "
-                           "linear by default)")
+                      help="constraint:ratio:lambda_lr:damping[:term[:update]],... (term: latency.lagrangian_term, "
+                           "linear by default; update: add (dual ascent, default) or mul (multiplicative))")
   args = parser.parse_args()
   table = lut_lib.LatencyLUT.from_yaml(tables.resolve(tables.MOBILE_TABLE)).additive("mobile", 224)
   rows = []
@@ -114,10 +120,11 @@ def main():
                                                        [float(t) for t in args.targets.split(",")],
                                                        [float(n) for n in args.noise.split(",")],
                                                        [int(s) for s in args.seeds.split(",")]):
-    constraint, ratio, lr, damping, *term = setting.split(":")
+    constraint, ratio, lr, damping, *rest = setting.split(":")
+    term, update = (rest + ["linear", "add"][len(rest):])[:2]
     r = simulate(table, target, constraint=constraint, ratio=float(ratio), lambda_lr=float(lr),
                  damping=float(damping), noise=noise, pull=args.pull, steps=args.steps, seed=seed,
-                 term=term[0] if term else "linear")
+                 term=term, update=update)
     rows.append({"setting": setting, "target": target, "noise": noise, "seed": seed, **r})
     print(f"{setting:28s} target {target:4.0f} noise {noise:3.0f} seed {seed}: mode/target {r['mode_ratio']:.3f} "
           f"E/target {r['expected_ratio']:.3f} final lambda {r['trace'][-1][3]:.2f}", flush=True)
