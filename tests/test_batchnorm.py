@@ -1,5 +1,9 @@
 """BatchNorm (unas_jax/nn/batchnorm.py): PyTorch's semantics in both normalisation forms, mixed
 precision, and the local/sync modes (the 8-device checks are in test_parallel.py)."""
+import importlib.util
+import os
+import types
+
 from flax import nnx
 import jax
 import jax.numpy as jnp
@@ -11,7 +15,9 @@ from unas_jax.nn import batchnorm
 from unas_jax.nn import mbconv
 from unas_jax.nn import ops
 from unas_jax.nn import proxyless_network as pn
+from unas_jax.search import proxyless
 
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 SMALL = (8, 8, 8, 8, 8, 8, 8, 8, 16)
 
 
@@ -98,3 +104,14 @@ def test_set_axis_name_reaches_every_batchnorm_and_refuses_others():
   with pytest.raises(ConfigError, match="train.bn"):
     batchnorm.apply_mode(net, "global", "data", "train.bn")
 
+
+def test_proxyless_search_space_accepts_sync_batch_norm():
+  spec = importlib.util.spec_from_file_location("proxyless_latency", os.path.join(CONFIGS, "proxyless_latency.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("quick")
+  config.model.widths = ",".join(map(str, SMALL))
+  space = proxyless.ProxylessSearchSpace(config)
+  supernet = space.build_supernet(config, types.SimpleNamespace(num_classes=10, image_shape=(32, 32, 3)), "data")
+  bns = [m for _, m in nnx.iter_graph(supernet) if isinstance(m, batchnorm.BatchNorm)]
+  assert bns and all(b.axis_name == "data" for b in bns)
