@@ -80,6 +80,8 @@ def batch_norm(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array |
   nearly cancel wherever ``|mu| >> std``, which a bfloat16 8-bit mantissa would
   not survive. The fused elementwise op still reads and writes the compute dtype.
   """
+  # One float32 copy of x feeds the statistics and the normalisation, so that in a 16-bit
+  # compute dtype x's two cotangents are summed in float32 and rounded once.
   xf = x.astype(jnp.float32)
   if train:
     axes = tuple(range(x.ndim - 1))
