@@ -25,8 +25,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from unas_jax.evaluation import defaults, trainer  # noqa: E402
-from unas_jax.nn import darts_network, functional, ops  # noqa: E402
-from unas_jax.parallel import batchnorm  # noqa: E402
+from unas_jax.nn import batchnorm, darts_network, functional  # noqa: E402
 from unas_jax.parallel import mesh as mesh_lib  # noqa: E402
 
 BATCH, STEPS, SIZE, CLASSES = 16, 3, 8, 10
@@ -75,7 +74,7 @@ def predicted_stem_var(per_device: int):
   """The stem BN's running variance after one step, ``m * 1 + (1 - m) * mean_d var_d * n_d / (n_d - 1)``.
 
   ``var_d``: the biased variance over the ``per_device`` examples of device ``d``
-  (``m = ops.BN_MOMENTUM``, Flax's convention; the initial running variance is 1).
+  (``m = batchnorm.MOMENTUM``, Flax's convention; the initial running variance is 1).
   """
   module = build("local")
   x, _ = next(batches())
@@ -83,7 +82,7 @@ def predicted_stem_var(per_device: int):
   groups = h.reshape(BATCH // per_device, per_device, *h.shape[1:])
   n = per_device * SIZE * SIZE
   var = groups.var(axis=(1, 2, 3)) * n / (n - 1)
-  return ops.BN_MOMENTUM * 1.0 + (1 - ops.BN_MOMENTUM) * var.mean(0)
+  return batchnorm.MOMENTUM * 1.0 + (1 - batchnorm.MOMENTUM) * var.mean(0)
 
 
 def main():

@@ -123,21 +123,6 @@ def test_avg_pool_does_not_count_padding_and_max_pool_ignores_it():
   assert float(y[0, 0, 0, 0]) == pytest.approx(-4 / 9)
 
 
-def test_batch_norm_matches_pytorch_semantics():
-  x = jax.random.normal(jax.random.key(0), (4, 3, 3, 2)) * 2.0 + 1.0
-  bn = ops.BatchNorm(2, affine=False)
-  y = bn(x, train=True)
-  n = 4 * 3 * 3
-  mean, var = jnp.mean(x, axis=(0, 1, 2)), jnp.var(x, axis=(0, 1, 2))
-  np.testing.assert_allclose(y, (x - mean) / jnp.sqrt(var + 1e-5), rtol=1e-5, atol=1e-5)
-  # Running averages: PyTorch momentum 0.1, unbiased variance.
-  np.testing.assert_allclose(bn.mean[...], 0.1 * mean, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(bn.var[...], 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
-  y_eval = bn(x, train=False)
-  np.testing.assert_allclose(y_eval, (x - bn.mean[...]) / jnp.sqrt(bn.var[...] + 1e-5), rtol=1e-5, atol=1e-5)
-  assert ops.count_params(bn) == 0 and ops.count_params(ops.BatchNorm(2)) == 4
-
-
 @pytest.mark.parametrize("shared", [True, False])
 @pytest.mark.parametrize("stride", [1, 2])
 def test_multi_depthwise_vjp_equals_autodiff_of_library_conv(shared, stride):

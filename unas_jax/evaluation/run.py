@@ -28,7 +28,7 @@ from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
 from unas_jax.evaluation import networks
 from unas_jax.evaluation import trainer
-from unas_jax.parallel import batchnorm
+from unas_jax.nn import batchnorm
 
 # Sources whose class count and native image size are known without loading them.
 _KNOWN_SOURCES = {"cifar10": (10, 32, 3), "cifar100": (100, 32, 3), "imagenet2012": (1000, 224, 3)}

@@ -27,9 +27,9 @@ from chex import ArrayTree as PyTree
 
 from unas_jax import data as data_lib
 from unas_jax.data import device as device_lib
+from unas_jax.nn import batchnorm
 from unas_jax.nn import functional
 from unas_jax.objectives import losses
-from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.parallel.mesh import DATA_AXIS
 from unas_jax.utils import files

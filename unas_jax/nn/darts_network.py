@@ -54,7 +54,7 @@ import numpy as np
 
 from unas_jax.config import check_choice
 from unas_jax.errors import ConfigError
-from unas_jax.nn import functional, ops
+from unas_jax.nn import batchnorm, functional, ops
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import precision
 from unas_jax.spaces import darts_genotype
@@ -68,7 +68,7 @@ class KeyStream:
 
   ``nnx.Rngs`` counts its draws in a Variable; under ``nnx.eval_shape`` every
   draw writes that Variable through the slow path described in
-  :meth:`unas_jax.nn.ops.BatchNorm.__call__` (21 s to build the abstract CIFAR-100 network
+  :meth:`unas_jax.nn.batchnorm.BatchNorm.__call__` (21 s to build the abstract CIFAR-100 network
   instead of 1.5 s). ``params()`` returns ``fold_in(key, n)`` for the n-th draw.
   """
 
@@ -152,9 +152,9 @@ class AuxiliaryHead(nnx.Module):
                rngs: nnx.Rngs):
     self.pool_stride = pool_stride
     self.conv1 = ops.Conv2d(channels, 128, 1, rngs=rngs)
-    self.bn1 = ops.BatchNorm(128, affine=True)
+    self.bn1 = batchnorm.BatchNorm(128, affine=True)
     self.conv2 = ops.Conv2d(128, 768, 2, rngs=rngs)
-    self.bn2 = ops.BatchNorm(768, affine=True) if bn_768 else None
+    self.bn2 = batchnorm.BatchNorm(768, affine=True) if bn_768 else None
     self.classifier = ops.Linear(768, num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -265,7 +265,7 @@ class NetworkCIFAR(_DartsNetwork):
     self._set_compute(kernels, dtype, remat)
     c_stem = stem_multiplier * channels
     self.stem_conv = ops.Conv2d(in_channels, c_stem, 3, padding=1, rngs=rngs)
-    self.stem_bn = ops.BatchNorm(c_stem, affine=True)
+    self.stem_bn = batchnorm.BatchNorm(c_stem, affine=True)
     c_prev, c_aux = self._build_cells(genotype, c_stem, c_stem, channels, num_cells, False, depthwise_impl, rngs)
     self.aux_head = (AuxiliaryHead(c_aux, num_classes, pool_stride=3, bn_768=True, rngs=rngs)
                      if auxiliary else None)
@@ -293,11 +293,11 @@ class NetworkImageNet(_DartsNetwork):
     if channels % 2:
       raise ConfigError(f"the ImageNet stem needs an even number of channels, got {channels}")
     self.stem0_conv1 = ops.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, rngs=rngs)
-    self.stem0_bn1 = ops.BatchNorm(channels // 2, affine=True)
+    self.stem0_bn1 = batchnorm.BatchNorm(channels // 2, affine=True)
     self.stem0_conv2 = ops.Conv2d(channels // 2, channels, 3, stride=2, padding=1, rngs=rngs)
-    self.stem0_bn2 = ops.BatchNorm(channels, affine=True)
+    self.stem0_bn2 = batchnorm.BatchNorm(channels, affine=True)
     self.stem1_conv = ops.Conv2d(channels, channels, 3, stride=2, padding=1, rngs=rngs)
-    self.stem1_bn = ops.BatchNorm(channels, affine=True)
+    self.stem1_bn = batchnorm.BatchNorm(channels, affine=True)
     c_prev, c_aux = self._build_cells(genotype, channels, channels, channels, num_cells, True, depthwise_impl,
                                       rngs)
     self.aux_head = (AuxiliaryHead(c_aux, num_classes, pool_stride=2, bn_768=aux_head_bn, rngs=rngs)

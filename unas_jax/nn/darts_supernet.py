@@ -42,6 +42,7 @@ import jax.numpy as jnp
 from chex import ArrayTree as PyTree
 
 from unas_jax.errors import ConfigError
+from unas_jax.nn import batchnorm
 from unas_jax.nn import fast_grad
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import ops
@@ -65,7 +66,7 @@ def _stack_pointwise(kernels: Sequence[jax.Array]) -> jax.Array:
   return jnp.stack([k[0, 0] for k in kernels])
 
 
-def _batched_bn(bns: Sequence[ops.BatchNorm], y: jax.Array, *, train: bool) -> jax.Array:
+def _batched_bn(bns: Sequence[batchnorm.BatchNorm], y: jax.Array, *, train: bool) -> jax.Array:
   """The BatchNorms of E edges as one BatchNorm over ``[..., E*C]``; writes the statistics back."""
   bn0 = bns[0]
   cat = lambda xs: xs[0] if len(xs) == 1 else jnp.concatenate(xs)
@@ -75,8 +76,9 @@ def _batched_bn(bns: Sequence[ops.BatchNorm], y: jax.Array, *, train: bool) -> j
   if bn0.affine:
     scale = cat([b.scale[...] for b in bns])
     bias = cat([b.bias[...] for b in bns])
-  y, new_mean, new_var = ops.batch_norm(y, mean, var, scale, bias, train=train, momentum=bn0.momentum,
-                                        epsilon=bn0.epsilon, axis_name=bn0.axis_name)
+  y, new_mean, new_var = batchnorm.batch_norm(y, mean, var, scale, bias, train=train, momentum=bn0.momentum,
+                                              epsilon=bn0.epsilon, axis_name=bn0.axis_name, folded=bn0.folded,
+                                              dtype=bn0.dtype)
   if train:
     c = bn0.num_features
     # .value, not [...] =: indexed assignment makes flax probe the tracer's sharding,
@@ -367,16 +369,16 @@ class DartsSupernet(nnx.Module):
 
     c_stem = stem_multiplier * channels
     if stem == "cifar":
-      self.stem = nnx.List([ops.Conv2d(in_channels, c_stem, 3, padding=1, rngs=rngs), ops.BatchNorm(c_stem)])
+      self.stem = nnx.List([ops.Conv2d(in_channels, c_stem, 3, padding=1, rngs=rngs), batchnorm.BatchNorm(c_stem)])
       c_prev_prev, c_prev, c_curr = c_stem, c_stem, channels
       reduction_prev = False
     else:
       half = c_stem // 2
       self.stem = nnx.List([
-          ops.Conv2d(in_channels, half, 3, stride=2, padding=1, rngs=rngs), ops.BatchNorm(half),
-          ops.Conv2d(half, c_stem, 3, stride=2, padding=1, rngs=rngs), ops.BatchNorm(c_stem)])
+          ops.Conv2d(in_channels, half, 3, stride=2, padding=1, rngs=rngs), batchnorm.BatchNorm(half),
+          ops.Conv2d(half, c_stem, 3, stride=2, padding=1, rngs=rngs), batchnorm.BatchNorm(c_stem)])
       self.stem1 = nnx.List([ops.Conv2d(c_stem, c_stem, 3, stride=2, padding=1, rngs=rngs),
-                             ops.BatchNorm(c_stem)])
+                             batchnorm.BatchNorm(c_stem)])
       c_prev_prev, c_prev, c_curr = c_stem, c_stem, c_stem
       reduction_prev = True
 

@@ -7,8 +7,9 @@ r"""Mobile inverted bottleneck blocks (MobileNetV2; ProxylessNAS's ``MBInvertedC
     y = BN(conv1x1(h))                 # linear projection to C_out
     y = x + y   if residual            # residual when s == 1 and C_in == C_out
 
-as in mit-han-lab/proxylessnas (``MobileInvertedResidualBlock``): BatchNorm with
-``eps = 1e-3`` and PyTorch momentum 0.1 (flax ``momentum = 0.9``), convolutions
+as in mit-han-lab/proxylessnas (``MobileInvertedResidualBlock``): BatchNorm
+(:mod:`unas_jax.nn.batchnorm`) with ``eps = 1e-3`` and PyTorch momentum 0.1 (flax
+``momentum = 0.9``), convolutions
 without bias, He (fan-out) initialisation. Depthwise convolutions go through
 :mod:`unas_jax.nn.depthwise` (shifted slices on CPU, grouped conv elsewhere).
 """
@@ -19,11 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from unas_jax.nn import batchnorm
 from unas_jax.nn.fast_grad import depthwise_conv  # hand-written backward pass: fast on XLA:CPU
 from unas_jax.nn.precision import conv_out  # names conv outputs for the remat policy
 
-BN_EPS = 1e-3
-BN_MOMENTUM = 0.9  # PyTorch momentum 0.1 (ProxylessNAS bn_param)
+BN_EPS = 1e-3  # ProxylessNAS bn_param; its momentum 0.1 is PyTorch's default (batchnorm.MOMENTUM)
 
 def _host_init(sample_fn, fallback):
   """An initializer that draws on the host with numpy when the key is concrete.
@@ -79,63 +80,13 @@ def relu6(x: jax.Array) -> jax.Array:
   return jnp.clip(x, 0.0, 6.0)
 
 
-class BatchNorm(nnx.Module):
-  r"""BatchNorm over ``N, H, W`` with PyTorch's semantics (ProxylessNAS's ``nn.BatchNorm2d``).
+def proxyless_batch_norm(num_features: int, *, affine: bool, dtype) -> batchnorm.BatchNorm:
+  """ProxylessNAS's BatchNorm: ``eps = 1e-3``, PyTorch momentum 0.1; ``affine=False`` drops scale and bias.
 
-  Training: ``y = (x - mu_B) / sqrt(var_B + eps) * scale + bias`` with the biased batch
-  variance; running averages ``m <- momentum * m + (1 - momentum) * mu_B`` and
-  ``v <- momentum * v + (1 - momentum) * var_B * n / (n - 1)`` (PyTorch updates with the
-  unbiased variance). Eval: the running averages. Variables are named as
-  ``nnx.BatchNorm``'s (``scale``, ``bias``: ``nnx.Param``; ``mean``, ``var``: ``nnx.BatchStat``).
-
-  Why not ``nnx.BatchNorm``: its in-place statistics update (``var[...] = new``) asks the
-  traced value for ``.sharding``, and jax (0.10) answers that with an error message whose
-  construction walks the whole trace; with the supernet's 380 BatchNorms, tracing a
-  training forward took 28 s instead of ~1 s. ``set_value`` replaces the value without
-  that probe.
+  ``folded``: ``y = x a + b`` (:func:`unas_jax.nn.batchnorm.batch_norm`), the form these
+  blocks were first written with, so their outputs stay bit for bit those of before.
   """
-
-  def __init__(self, num_features: int, *, affine: bool = True, momentum: float = BN_MOMENTUM,
-               epsilon: float = BN_EPS, dtype=None):
-    self.num_features = num_features
-    self.momentum = momentum
-    self.epsilon = epsilon
-    self.dtype = dtype
-    host = lambda v: jax.device_put(np.full((num_features,), v, np.float32))  # noqa: E731 (no per-shape compile)
-    self.scale = nnx.Param(host(1.0)) if affine else None
-    self.bias = nnx.Param(host(0.0)) if affine else None
-    self.mean = nnx.BatchStat(host(0.0))
-    self.var = nnx.BatchStat(host(1.0))
-
-  def __call__(self, x: jax.Array, use_running_average: bool) -> jax.Array:
-    dtype = self.dtype or x.dtype
-    if use_running_average:
-      mean, var = self.mean.get_value(), self.var.get_value()
-    else:
-      xf = x.astype(jnp.float32)
-      mean = jnp.mean(xf, axis=(0, 1, 2))
-      var = jnp.maximum(jnp.mean(jnp.square(xf), axis=(0, 1, 2)) - jnp.square(mean), 0.0)
-      n = x.shape[0] * x.shape[1] * x.shape[2]
-      unbiased = var * (n / max(n - 1, 1))
-      m = self.momentum
-      self.mean.set_value(m * self.mean.get_value() + (1.0 - m) * jax.lax.stop_gradient(mean))
-      self.var.set_value(m * self.var.get_value() + (1.0 - m) * jax.lax.stop_gradient(unbiased))
-    mul = jax.lax.rsqrt(var + self.epsilon)
-    if self.scale is not None:
-      mul = mul * self.scale.get_value()
-    shift = -mean * mul
-    if self.bias is not None:
-      shift = shift + self.bias.get_value()
-    # In float32 whatever the compute dtype, as ops.batch_norm: x * mul and shift = -mean * mul
-    # nearly cancel wherever |mean| >> std, which in bfloat16 would lose the 8-bit mantissa.
-    # The fused elementwise op still reads and writes the compute dtype.
-    return (x.astype(jnp.float32) * mul + shift).astype(dtype)
-
-
-def batch_norm(num_features: int, *, affine: bool, dtype, rngs: nnx.Rngs | None = None) -> BatchNorm:
-  """ProxylessNAS BatchNorm (eps 1e-3, momentum 0.1); ``affine=False`` drops scale and bias."""
-  del rngs  # no random initialisation
-  return BatchNorm(num_features, affine=affine, dtype=dtype)
+  return batchnorm.BatchNorm(num_features, affine=affine, epsilon=BN_EPS, folded=True, dtype=dtype)
 
 
 def conv(c_in: int, c_out: int, kernel_size: int, stride: int = 1, *, dtype, rngs: nnx.Rngs) -> nnx.Conv:
@@ -151,10 +102,10 @@ class ConvBN(nnx.Module):
   def __init__(self, c_in: int, c_out: int, kernel_size: int, stride: int = 1, *, bn_affine: bool = True,
                dtype=jnp.float32, rngs: nnx.Rngs):
     self.conv = conv(c_in, c_out, kernel_size, stride, dtype=dtype, rngs=rngs)
-    self.bn = batch_norm(c_out, affine=bn_affine, dtype=dtype, rngs=rngs)
+    self.bn = proxyless_batch_norm(c_out, affine=bn_affine, dtype=dtype)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    return relu6(self.bn(self.conv(x), use_running_average=not train))
+    return relu6(self.bn(self.conv(x), train=train))
 
 
 class MBConv(nnx.Module):
@@ -179,24 +130,23 @@ class MBConv(nnx.Module):
     self.hidden = hidden
     if expansion > 1:
       self.expand = conv(c_in, hidden, 1, dtype=dtype, rngs=rngs)
-      self.expand_bn = batch_norm(hidden, affine=bn_affine, dtype=dtype, rngs=rngs)
+      self.expand_bn = proxyless_batch_norm(hidden, affine=bn_affine, dtype=dtype)
     else:
       self.expand = None
       self.expand_bn = None
     self.dw_kernel = nnx.Param(_he_depthwise(rngs.params(), (kernel_size, kernel_size, 1, hidden), jnp.float32))
-    self.dw_bn = batch_norm(hidden, affine=bn_affine, dtype=dtype, rngs=rngs)
+    self.dw_bn = proxyless_batch_norm(hidden, affine=bn_affine, dtype=dtype)
     self.project = conv(hidden, c_out, 1, dtype=dtype, rngs=rngs)
-    self.project_bn = batch_norm(c_out, affine=bn_affine, dtype=dtype, rngs=rngs)
+    self.project_bn = proxyless_batch_norm(c_out, affine=bn_affine, dtype=dtype)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    ura = not train
     h = x
     if self.expand is not None:
-      h = relu6(self.expand_bn(conv_out(self.expand(h)), use_running_average=ura))
+      h = relu6(self.expand_bn(conv_out(self.expand(h)), train=train))
     kernel = self.dw_kernel[...].astype(h.dtype)
     h = conv_out(depthwise_conv(h, kernel, stride=self.stride, impl=self.depthwise_impl))
-    h = relu6(self.dw_bn(h, use_running_average=ura))
-    y = self.project_bn(conv_out(self.project(h)), use_running_average=ura)
+    h = relu6(self.dw_bn(h, train=train))
+    y = self.project_bn(conv_out(self.project(h)), train=train)
     return x + y if self.residual else y
 
 

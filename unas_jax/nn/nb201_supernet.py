@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from chex import ArrayTree as PyTree
 
 from unas_jax.errors import ConfigError
+from unas_jax.nn import batchnorm
 from unas_jax.nn import ops
 from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import nb201
@@ -140,7 +141,7 @@ class NB201Supernet(nnx.Module):
       raise ConfigError(f"model.cells_per_stage must be >= 1, got {cells_per_stage}")
     self.edges = ArchParam(nb201.init_phi(rngs.params(), phi_init_scale)["edges"])
     self.stem_conv = ops.Conv2d(in_channels, channels, 3, padding=1, rngs=rngs)
-    self.stem_bn = ops.BatchNorm(channels)
+    self.stem_bn = batchnorm.BatchNorm(channels)
     layers = []
     c = channels
     for stage in range(3):
@@ -149,7 +150,7 @@ class NB201Supernet(nnx.Module):
         c *= 2
       layers.extend(SearchCell(c, rngs=rngs) for _ in range(cells_per_stage))
     self.layers = nnx.List(layers)
-    self.last_bn = ops.BatchNorm(c)
+    self.last_bn = batchnorm.BatchNorm(c)
     self.classifier = ops.Linear(c, num_classes, rngs=rngs)
 
   def _run(self, x, train, cell_fn):

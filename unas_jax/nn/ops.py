@@ -7,11 +7,11 @@ these ops has the reference's parameter count:
 * every convolution has ``bias=False``; kernels are stored HWIO
   (``[k, k, C_in, C_out]``; depthwise ``[k, k, 1, C]``), PyTorch stores OIHW;
 * padding is symmetric (PyTorch's), never XLA's ``SAME``;
-* BatchNorm: ``eps = 1e-5``, running averages with PyTorch momentum 0.1 (here
-  written the Flax way, ``momentum = 0.9``: ``stat <- 0.9 stat + 0.1 batch``),
-  the running variance updated with the *unbiased* batch variance as PyTorch
-  does; ``affine=False`` (search supernet) has no scale/bias, ``affine=True``
-  (evaluation networks) has both;
+* BatchNorm (:mod:`unas_jax.nn.batchnorm`): ``eps = 1e-5``, running averages
+  with PyTorch momentum 0.1 (here written the Flax way, ``momentum = 0.9``:
+  ``stat <- 0.9 stat + 0.1 batch``), the running variance updated with the
+  *unbiased* batch variance as PyTorch does; ``affine=False`` (search
+  supernet) has no scale/bias, ``affine=True`` (evaluation networks) has both;
 * initialisation as PyTorch's defaults (conv and linear weights
   ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, BatchNorm scale 1, bias 0).
 
@@ -27,8 +27,8 @@ Ops, all NHWC and called as ``op(x, train=...)``:
 ``dil_conv_KxK``   :class:`DilConv`: ReLU, dw KxK dilation 2, pw 1x1, BN
 =================  ==========================================================
 
-Each module's math is a pure function of this file (``batch_norm``,
-``depthwise_conv``, ``pointwise_conv``, ``max_pool``, ``avg_pool``) that also
+Each module's math is a pure function of this file (``depthwise_conv``,
+``pointwise_conv``, ``max_pool``, ``avg_pool``; ``batchnorm.batch_norm``) that also
 accepts ``E`` channel blocks side by side with one kernel per block, which is how
 the search supernet evaluates all edges that read the same input at once
 (``unas_jax/nn/darts_supernet.py``).
@@ -44,69 +44,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from unas_jax.errors import ConfigError
+from unas_jax.nn.batchnorm import BatchNorm
 from unas_jax.nn import depthwise as _depthwise
 from unas_jax.nn import fast_grad
 from unas_jax.nn import precision
 
-BN_MOMENTUM = 0.9  # Flax convention; PyTorch momentum 0.1.
-BN_EPSILON = 1e-5
-
 # --------------------------------------------------------------------------- #
 # Pure functions.
 # --------------------------------------------------------------------------- #
-
-
-def batch_norm(x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array | None,
-               bias: jax.Array | None, *, train: bool, momentum: float = BN_MOMENTUM,
-               epsilon: float = BN_EPSILON, axis_name: str | None = None
-               ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  r"""BatchNorm over all axes but the last, as ``torch.nn.BatchNorm2d``.
-
-  Training: ``y = (x - mu_B) / sqrt(var_B + eps) * scale + bias`` with the
-  biased batch variance, and running statistics
-  ``mean <- m mean + (1 - m) mu_B``, ``var <- m var + (1 - m) var_B n / (n - 1)``
-  (unbiased, as PyTorch). Evaluation: the running statistics instead.
-
-  Args:
-    x: ``[..., C]``.
-    mean, var: running statistics ``[C]``.
-    scale, bias: ``[C]`` or None (``affine=False``).
-    train: use batch statistics and update the running ones.
-    momentum: Flax convention (0.9 == PyTorch 0.1).
-    epsilon: added to the variance.
-    axis_name: if set, batch statistics are averaged over this mapped axis
-      (synchronised BatchNorm inside ``shard_map``).
-
-  Returns:
-    ``(y, new_mean, new_var)``; the statistics are unchanged when not training.
-
-  Mixed precision: ``x`` in a 16-bit compute dtype is reduced and normalised in
-  float32 (statistics stay float32), ``y`` has ``x``'s dtype.
-  """
-  xf = x.astype(jnp.float32)
-  if train:
-    axes = tuple(range(x.ndim - 1))
-    n = math.prod(x.shape[:-1])
-    # One pass (E[x], E[x^2]); fused by XLA into a single reduction.
-    mu = jnp.mean(xf, axis=axes)
-    mu2 = jnp.mean(jnp.square(xf), axis=axes)
-    if axis_name is not None:
-      mu, mu2 = lax.pmean((mu, mu2), axis_name)
-      n = n * lax.psum(1, axis_name)
-    batch_var = jnp.maximum(mu2 - jnp.square(mu), 0.0)
-    new_mean = momentum * mean + (1.0 - momentum) * lax.stop_gradient(mu)
-    unbiased = lax.stop_gradient(batch_var) * (n / max(n - 1, 1))
-    new_var = momentum * var + (1.0 - momentum) * unbiased
-  else:
-    mu, batch_var = mean, var
-    new_mean, new_var = mean, var
-  inv = lax.rsqrt(batch_var + epsilon)
-  if scale is not None:
-    inv = inv * scale
-  y = (xf - mu) * inv
-  if bias is not None:
-    y = y + bias
-  return y.astype(x.dtype), new_mean, new_var
 
 
 def depthwise_conv(x: jax.Array, kernel: jax.Array, *, stride: int = 1, dilation: int = 1,
@@ -159,50 +104,6 @@ def _torch_uniform(key: jax.Array, shape: tuple[int, ...], fan_in: int) -> jax.A
 # --------------------------------------------------------------------------- #
 # Layers.
 # --------------------------------------------------------------------------- #
-
-
-class BatchNorm(nnx.Module):
-  """``torch.nn.BatchNorm2d(C, affine=affine)`` on NHWC inputs (see :func:`batch_norm`).
-
-  Variables: ``mean``, ``var`` (``nnx.BatchStat``), and with ``affine`` ``scale``,
-  ``bias`` (``nnx.Param``, 2*C parameters, as PyTorch's weight and bias).
-  """
-
-  def __init__(self, num_features: int, *, affine: bool = True, momentum: float = BN_MOMENTUM,
-               epsilon: float = BN_EPSILON, axis_name: str | None = None):
-    self.num_features = num_features
-    self.affine = affine
-    self.momentum = momentum
-    self.epsilon = epsilon
-    self.axis_name = axis_name
-    self.mean = nnx.BatchStat(jnp.zeros((num_features,), jnp.float32))
-    self.var = nnx.BatchStat(jnp.ones((num_features,), jnp.float32))
-    if affine:
-      self.scale = nnx.Param(jnp.ones((num_features,), jnp.float32))
-      self.bias = nnx.Param(jnp.zeros((num_features,), jnp.float32))
-    else:
-      self.scale = None
-      self.bias = None
-
-  def affine_params(self) -> tuple[jax.Array | None, jax.Array | None]:
-    """``(scale, bias)`` arrays, or ``(None, None)`` without affine."""
-    if not self.affine:
-      return None, None
-    return self.scale[...], self.bias[...]
-
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    scale, bias = self.affine_params()
-    y, new_mean, new_var = batch_norm(x, self.mean.get_value(), self.var.get_value(), scale, bias,
-                                      train=train, momentum=self.momentum, epsilon=self.epsilon,
-                                      axis_name=self.axis_name)
-    if train:
-      # Not ``mean[...] = new``: for that form flax 0.12 asks the traced value for
-      # ``.sharding`` and jax builds an error message that walks the whole trace, so
-      # tracing grew quadratically with the number of BatchNorms (83 s instead of 2 s
-      # for the 20-cell CIFAR network's training step). ``set_value`` skips that probe.
-      self.mean.set_value(new_mean)
-      self.var.set_value(new_var)
-    return y
 
 
 class Conv2d(nnx.Module):

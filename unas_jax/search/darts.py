@@ -11,9 +11,9 @@ from chex import ArrayTree as PyTree
 
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError
+from unas_jax.nn import batchnorm
 from unas_jax.nn.darts_supernet import DartsSupernet
 from unas_jax.objectives import pairing
-from unas_jax.parallel import batchnorm
 from unas_jax.search import loop
 from unas_jax.spaces import darts
 from unas_jax.spaces import darts_genotype

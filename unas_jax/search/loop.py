@@ -33,8 +33,8 @@ from unas_jax.config import check_choice, check_number
 from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.latency.hooks import LatencyHooks, check_target
+from unas_jax.nn import batchnorm
 from unas_jax.nn import functional
-from unas_jax.parallel import batchnorm
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.search import defaults
 from unas_jax.search import step as step_lib

@@ -28,8 +28,8 @@ from chex import ArrayTree as PyTree
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError
 from unas_jax.latency.nb201_table import NB201TableLatency, check_latency_config
+from unas_jax.nn import batchnorm
 from unas_jax.nn.nb201_supernet import NB201Supernet
-from unas_jax.parallel import batchnorm
 from unas_jax.search import loop
 from unas_jax.spaces import nb201
 from unas_jax.spaces import nb201_tables as tables

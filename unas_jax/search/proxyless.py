@@ -25,6 +25,7 @@ from chex import ArrayTree as PyTree
 from unas_jax import estimators as est
 from unas_jax.errors import ConfigError, DataError
 from unas_jax.latency.proxyless_source import ProxylessLatency
+from unas_jax.nn import batchnorm
 from unas_jax.nn.proxyless_supernet import ProxylessSupernet
 from unas_jax.search import loop
 from unas_jax.search import step as step_lib
@@ -37,12 +38,12 @@ class ProxylessSearchSpace(loop.SpaceAdapter):
 
   def build_supernet(self, config, info, bn_axis_name):
     m = config.model
-    if bn_axis_name is not None:
-      raise ConfigError("search.bn='sync' is not available for the ProxylessNAS supernet; use search.bn='local'")
-    return ProxylessSupernet(m.widths, info.num_classes, rngs=nnx.Rngs(params=config.seed),
-                             zero_dropout=m.zero_dropout, bn_affine=m.bn_affine, depthwise_impl=m.depthwise_impl,
-                             phi_init_scale=config.search.phi_init_scale, kernels=m.get("kernels", "auto"),
-                             dtype=m.get("dtype", "float32"), remat=m.get("remat", "none"))
+    supernet = ProxylessSupernet(m.widths, info.num_classes, rngs=nnx.Rngs(params=config.seed),
+                                 zero_dropout=m.zero_dropout, bn_affine=m.bn_affine, depthwise_impl=m.depthwise_impl,
+                                 phi_init_scale=config.search.phi_init_scale, kernels=m.get("kernels", "auto"),
+                                 dtype=m.get("dtype", "float32"), remat=m.get("remat", "none"))
+    batchnorm.set_axis_name(supernet, bn_axis_name)  # search.bn='sync': statistics over the data axis
+    return supernet
 
   def phi_from_state(self, phi_state: PyTree) -> PyTree:
     return {name: phi_state[name] for name in space.LAYER_NAMES}
