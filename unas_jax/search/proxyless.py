@@ -41,8 +41,8 @@ class ProxylessSearchSpace(loop.SpaceAdapter):
       raise ConfigError("search.bn='sync' is not available for the ProxylessNAS supernet; use search.bn='local'")
     return ProxylessSupernet(m.widths, info.num_classes, rngs=nnx.Rngs(params=config.seed),
                              zero_dropout=m.zero_dropout, bn_affine=m.bn_affine, depthwise_impl=m.depthwise_impl,
-                             phi_init_scale=config.search.phi_init_scale, kernels=m.get("kernels", "auto"),
-                             dtype=m.get("dtype", "float32"), remat=m.get("remat", "none"))
+                             phi_init_scale=config.search.phi_init_scale, kernels=m.kernels,
+                             dtype=m.dtype, remat=m.remat)
 
   def phi_from_state(self, phi_state: PyTree) -> PyTree:
     return {name: phi_state[name] for name in space.LAYER_NAMES}
