@@ -29,7 +29,8 @@ import numpy as np
 
 from unas_jax import data as data_lib
 from unas_jax import estimators as est
-from unas_jax.config import check_choice, check_number
+from unas_jax import validation
+from unas_jax.config import check_choice
 from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.latency.hooks import LatencyHooks, check_target
@@ -124,18 +125,21 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  """A search's checks, before anything is loaded or compiled (``jobs.validate`` and :func:`build_search`).
+
+  The ranges of every numeric key and the rules between keys are :mod:`unas_jax.validation`'s,
+  run again here for callers that build a search without ``jobs.validate`` (the lowering,
+  the experiments, the tests): the step (:func:`step_config`) is built from a checked config.
+  """
   s = config.search
-  check_number("config.search.epochs", s.epochs, 0, low_open=True)
-  if s.init_epochs < 0 or s.init_epochs > s.epochs:
-    raise ConfigError(f"search.init_epochs={s.init_epochs} must lie in [0, search.epochs={s.epochs}]")
-  if config.batch_size < 1:
-    raise ConfigError(f"batch_size={config.batch_size} must be positive")
-  check_choice("search.bn", s.bn, batchnorm.MODES)
   latency = config.get("latency")
   if latency is not None and latency.enabled:
     # The sign, before anything is loaded or measured; the latency source checks the target
     # against the fastest architecture once it has priced it.
     check_target(latency.target_ms, penalty=latency.penalty)
+  validation.check_numbers(config)
+  validation.check_cross(config)
+  check_choice("search.bn", s.bn, batchnorm.MODES)
   if s.estimator == "reinforce" and s.baseline == "leave_one_out" and s.sampling != "per_example":
     # Leave-one-out averages the other architectures a device drew in the same step;
     # with one draw per device there are none (the traced step would fail deep in XLA).
