@@ -77,7 +77,7 @@ def test_blocks_source_fits_reports_held_out_error_and_is_reused(tmp_path, monke
   assert -1.0 <= report["test"]["kendall_tau"] <= 1.0
   latency.fit()  # the surrogate on table sums: free, any number of architectures
   gs = sp.random_genotypes(5, 4)
-  values = latency.measure(jax.tree.map(np.asarray, sp.arch_to_onehot(gs)))
+  values = latency.measure(jax.tree.map(np.asarray, sp.genotype_to_arch(gs)))
   np.testing.assert_allclose(values, latency.table.latencies(gs), rtol=1e-12)
   latency.close()
   # A second run on the workdir reads the table back: no block is timed again.
