@@ -53,7 +53,6 @@ def get_config(arg=None):
       "num_warmup": 2,
       "statistic": "median",      # median | min (min is steadier on a loaded shared CPU)
       "compile_threads": 0,       # background compiles at once (0: one per CPU core; timing never overlaps them)
-      "reserve_device": False,    # True: each process keeps its last local device out of the mesh and times on it
       "rounds": 3,                # surrogate measurements: interleaved, shuffled timing rounds
       "chunk_size": 16,
       "surrogate_archs": 10000,   # random architectures measured to fit the surrogate (paper: ~10k)

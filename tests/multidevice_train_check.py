@@ -54,7 +54,8 @@ def run(num_devices: int, bn: str):
   t = defaults.train_block()
   t.warmup_epochs, t.lr, t.lr_reference_batch, t.max_steps = 0.0, 0.1, 0, STEPS
   tx, schedule, total = trainer.make_optimizer(t, BATCH, STEPS)
-  cfg = trainer.TrainConfig(total_steps=total)
+  cfg = trainer.TrainConfig(label_smoothing=0.0, aux_weight=0.0, drop_path=0.0, total_steps=total,
+                            ema_decay=0.0)
   state = mesh_lib.put_replicated(trainer.init_state(0, w, stats, tx), mesh)
   step = trainer.make_train_step(model_def, tx, cfg, mesh, schedule)
   first_stats = None

@@ -59,14 +59,12 @@ def test_calibration_scale_is_the_least_squares_ratio():
 def _config(workdir_source="blocks", model_dtype=None, latency_dtype=""):
   config = ml_collections.ConfigDict({
       "seed": 0, "search": {"eps": 0.0},
-      "model": {"widths": ",".join(map(str, WIDTHS)), "depthwise_impl": "xla"},
+      "model": {"widths": ",".join(map(str, WIDTHS)), "depthwise_impl": "xla", "dtype": model_dtype or "float32"},
       "latency": {"source": workdir_source, "statistic": "median", "batch_size": 2, "resolution": 16,
                   "dtype": latency_dtype, "num_runs": 3, "num_warmup": 1, "compile_threads": 0, "rounds": 1,
                   "chunk_size": 8, "surrogate_archs": 200, "surrogate_seed": 0, "ridge_lambda": 1.0,
                   "refit_every": 0, "penalty": "linear", "target_ms": 1e3, "blocks_calibration_archs": 2,
                   "blocks_test_archs": 3, "reserve_device": False, "estimator": "relax"}})
-  if model_dtype:
-    config.model.dtype = model_dtype
   return config
 
 
@@ -79,7 +77,7 @@ def test_blocks_source_fits_reports_held_out_error_and_is_reused(tmp_path, monke
   assert -1.0 <= report["test"]["kendall_tau"] <= 1.0
   latency.fit()  # the surrogate on table sums: free, any number of architectures
   gs = sp.random_genotypes(5, 4)
-  values = latency.measure(jax.tree.map(np.asarray, sp.arch_to_onehot(gs)))
+  values = latency.measure(jax.tree.map(np.asarray, sp.genotype_to_arch(gs)))
   np.testing.assert_allclose(values, latency.table.latencies(gs), rtol=1e-12)
   latency.close()
   # A second run on the workdir reads the table back: no block is timed again.

@@ -26,7 +26,7 @@ def test_control_is_the_penalty_of_the_model_on_one_hot_architectures():
   gs = sp.random_genotypes(0, 4)
   target = float(np.median(model.latencies(gs)))
   params = model.control_params()
-  g = losses.latency_penalty(additive.predict(params, sp.arch_to_onehot(gs)), 0.1, target)
+  g = losses.latency_penalty(additive.predict(params, sp.genotype_to_arch(gs)), 0.1, target)
   np.testing.assert_allclose(g, 0.1 * np.maximum(model.latencies(gs) - target, 0), rtol=1e-5, atol=1e-6)
 
 

@@ -183,12 +183,18 @@ def test_multiplier_drops_to_zero_when_the_target_is_loose():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(latency_target_ms=0.0), "target_ms"), (dict(latency_target_ms=-5.0), "target_ms"),
-    (dict(latency_target_ms=5.0, latency_lambda_lr=-1.0), "lambda_lr"),
-    (dict(latency_target_ms=5.0, latency_ratio=1.5), "ratio")])
+    (dict(target_ms=0.0), "target_ms"), (dict(target_ms=-5.0), "target_ms"),
+    (dict(target_ms=5.0, lambda_lr=-1.0), "lambda_lr"),
+    (dict(target_ms=5.0, ratio=1.5), "ratio")])
 def test_bad_settings_are_config_errors(kwargs, match):
+  """loop.validate, which every search build runs before loop.step_config, refuses them."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from unas_jax.search import defaults, loop  # pylint: disable=import-outside-toplevel
+  config = ml_collections.ConfigDict({"batch_size": 8, "search": defaults.search_block(),
+                                      "latency": defaults.latency_block()})
+  config.latency.update(dict(enabled=True, estimator="relax", penalty="lagrangian", **kwargs))
   with pytest.raises(ConfigError, match=match):
-    step_config(latency_estimator="relax", latency_penalty="lagrangian", **kwargs)
+    loop.validate(config)
 
 
 # -- the proxyless_search job end to end (tiny supernet, phone table: deterministic latency)

@@ -51,7 +51,7 @@ def test_predict_is_differentiable_and_batched():
   truth = _table(2)
   fit = S.LinearSurrogate.fit(sp.random_genotypes(3, 400), truth.latencies(sp.random_genotypes(3, 400)))
   gs = sp.random_genotypes(4, 3)
-  arch = sp.arch_to_onehot(gs)
+  arch = sp.genotype_to_arch(gs)
   np.testing.assert_allclose(fit.predict(arch), fit.latencies(gs), rtol=1e-5)
   relaxed = {k: jax.nn.softmax(jax.random.normal(jax.random.key(0), (2, 5) + v.shape[1:]), -1)
              for k, v in arch.items()}

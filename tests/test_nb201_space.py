@@ -41,8 +41,8 @@ def test_every_cell_round_trips():
     assert back == cell and str(back) == text
     assert nb201.Cell.from_indices(back.indices) == cell
   # cells -> one-hot arch -> cells
-  arch = {"edges": jnp.concatenate([nb201.cell_to_arch(c)["edges"] for c in cells[::97]])}
-  assert nb201.cells_from_arch(arch) == cells[::97]
+  arch = {"edges": jnp.concatenate([nb201.genotype_to_arch(c)["edges"] for c in cells[::97]])}
+  assert nb201.genotypes_from_arch(arch) == cells[::97]
 
 
 def test_every_cell_of_the_shared_table_round_trips(shared_data):
@@ -70,6 +70,21 @@ def test_malformed_strings_are_one_line_errors(text, match):
   assert "\n" not in str(e.value)
 
 
+def test_genotype_json_round_trips_and_names_a_wrong_file(tmp_path):
+  """to_dict / from_dict and save / load, as the DARTS and ProxylessNAS genotypes'."""
+  cell = nb201.Cell.from_string(EXAMPLE)
+  d = cell.to_dict(meta={"step": 3})
+  assert d["arch"] == EXAMPLE and d["ops"] == list(cell.ops) and d["meta"] == {"step": 3}
+  assert nb201.Cell.from_dict(d) == cell and "meta" not in cell.to_dict()
+  cell.save(str(tmp_path / "genotype.json"), {"step": 3})
+  assert nb201.Cell.load(str(tmp_path / "genotype.json")) == cell
+  with pytest.raises(ConfigError, match="not an NB201 genotype"):
+    nb201.Cell.from_dict({"format": "unas_jax.darts_genotype"})
+  (tmp_path / "other.json").write_text('{"format": "unas_jax.proxyless_genotype"}')
+  with pytest.raises(ConfigError, match=r"other\.json: not an NB201 genotype \(format 'unas_jax.proxyless_genotype'\)"):
+    nb201.Cell.load(str(tmp_path / "other.json"))
+
+
 # --------------------------------------------------------------------------- supernet
 
 
@@ -90,7 +105,7 @@ def test_one_hot_arch_equals_the_discrete_cell(supernet, train):
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
   outputs = []
   for cell in _cells():
-    mixed = supernet(x, nb201.cell_to_arch(cell), train=train)
+    mixed = supernet(x, nb201.genotype_to_arch(cell), train=train)
     direct = supernet.discrete(x, cell, train=train)
     np.testing.assert_allclose(np.asarray(mixed), np.asarray(direct), rtol=1e-6, atol=1e-6)
     outputs.append(np.asarray(direct))
@@ -103,7 +118,7 @@ def test_per_example_arch_equals_each_discrete_cell(supernet):
   """S == batch: example n runs cell n (eval mode, where examples do not interact through BN)."""
   cells = _cells()[:4]
   x = jax.random.normal(jax.random.key(2), (4, 8, 8, 3))
-  arch = {"edges": jnp.concatenate([nb201.cell_to_arch(c)["edges"] for c in cells])}
+  arch = {"edges": jnp.concatenate([nb201.genotype_to_arch(c)["edges"] for c in cells])}
   mixed = supernet(x, arch, train=False)
   for n, cell in enumerate(cells):
     np.testing.assert_allclose(np.asarray(mixed[n]), np.asarray(supernet.discrete(x, cell, train=False)[n]),
@@ -137,7 +152,7 @@ def test_network_matches_the_benchmark_layout():
   assert kinds == ["SearchCell"] * 5 + ["ResidualReduction"] + ["SearchCell"] * 5 + ["ResidualReduction"] + \
       ["SearchCell"] * 5
   assert [l.channels for l in net.layers if type(l).__name__ == "SearchCell"] == [16] * 5 + [32] * 5 + [64] * 5
-  logits = jax.eval_shape(lambda x: net(x, nb201.cell_to_arch(nb201.Cell.from_string(EXAMPLE)), train=False),
+  logits = jax.eval_shape(lambda x: net(x, nb201.genotype_to_arch(nb201.Cell.from_string(EXAMPLE)), train=False),
                           jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
   assert logits.shape == (2, 10)
 
@@ -245,7 +260,7 @@ def test_latency_table_surrogate(tmp_path):
   assert os.path.exists(tmp_path / "work" / "latency" / "surrogate_report.json")
   # measure() returns the table's values for the cells of a one-hot batch.
   picks = [cells[i] for i in (0, 17, 15_624)]
-  z = {"edges": np.concatenate([np.asarray(nb201.cell_to_arch(c)["edges"]) for c in picks])}
+  z = {"edges": np.concatenate([np.asarray(nb201.genotype_to_arch(c)["edges"]) for c in picks])}
   np.testing.assert_allclose(hooks.measure(z), [ms[0], ms[17], ms[15_624]], rtol=1e-6)
   # The control is differentiable in arch and predicts close to the table.
   pred = hooks.control_fn(hooks.control_params(), jax.tree.map(jnp.asarray, z))
@@ -266,10 +281,10 @@ def test_latency_table_errors(tmp_path):
   present = [EXAMPLE, ALL_SKIP, "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|", str(nb201.random_cells(5, 1)[0])]
   partial = _write(tmp_path / "partial.csv", ["arch", "ms"], [[a, 1.0 + n] for n, a in enumerate(present)])
   hooks = nb201_table.NB201TableLatency(_latency_config(partial), str(tmp_path / "w"))
-  np.testing.assert_allclose(hooks.measure(nb201.cell_to_arch(nb201.Cell.from_string(ALL_SKIP))), [2.0])
+  np.testing.assert_allclose(hooks.measure(nb201.genotype_to_arch(nb201.Cell.from_string(ALL_SKIP))), [2.0])
   missing = next(c for c in nb201.all_cells() if str(c) not in present)
   with pytest.raises(DataError, match="no row for the cell"):
-    hooks.measure(nb201.cell_to_arch(missing))
+    hooks.measure(nb201.genotype_to_arch(missing))
   bad = _write(tmp_path / "bad.csv", ["arch", "ms"], [[EXAMPLE, -1.0]])
   with pytest.raises(DataError, match="non-positive"):
     tables.LatencyTable(bad)

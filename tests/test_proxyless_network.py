@@ -57,7 +57,7 @@ def test_supernet_one_hot_equals_discrete_network(supernet, train):
   stats = _random_stats(stats, 1)
   x = jax.random.normal(jax.random.key(0), (4, 32, 32, 3))
   for g in [sp.BUILTIN_GENOTYPES["unas_proxyless"], sp.BUILTIN_GENOTYPES["proxylessnas_gpu"]]:
-    y_super, st_super = apply(w, stats, x, sp.arch_to_onehot(g), train=train, key=jax.random.key(1))
+    y_super, st_super = apply(w, stats, x, sp.genotype_to_arch(g), train=train, key=jax.random.key(1))
     net_def, _, _, _ = F.split(pn.ProxylessNetwork(g, SMALL, 10, rngs=nnx.Rngs(5), depthwise_impl=IMPL))
     w_net, stats_net = ps.network_weights_from_supernet(g, w, stats)
     y_net, st_net = _jit_apply(net_def)(w_net, stats_net, x, train=train)
@@ -72,9 +72,9 @@ def test_supernet_per_example_archs(supernet):
   _, _, w, stats, apply = supernet
   gs = sp.random_genotypes(3, 3)
   x = jax.random.normal(jax.random.key(2), (3, 32, 32, 3))
-  y, _ = apply(w, stats, x, sp.arch_to_onehot(gs), train=False)
+  y, _ = apply(w, stats, x, sp.genotype_to_arch(gs), train=False)
   for i, g in enumerate(gs):
-    y_i, _ = apply(w, stats, x[i:i + 1], sp.arch_to_onehot(g), train=False)
+    y_i, _ = apply(w, stats, x[i:i + 1], sp.genotype_to_arch(g), train=False)
     np.testing.assert_allclose(y[i], y_i[0], rtol=1e-5, atol=1e-5)
 
 
@@ -91,7 +91,7 @@ def test_supernet_relaxed_arch_mixes_ops(supernet):
 
 def test_zero_dropout_needs_key_and_is_active_in_training():
   model_def, phi, w, stats = F.split(ps.ProxylessSupernet(SMALL, 10, rngs=nnx.Rngs(0), depthwise_impl=IMPL))
-  arch = sp.arch_to_onehot(sp.all_zero_genotype())
+  arch = sp.genotype_to_arch(sp.all_zero_genotype())
   x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
   with pytest.raises(ConfigError, match="PRNG key"):
     jax.eval_shape(lambda w, s, x, a: F.apply(model_def, w, s, x, a, train=True), w, stats, x, arch)

@@ -66,7 +66,7 @@ def test_phi_arch_helpers():
   g = sp.genotype_from_phi(phi)
   assert g.indices == tuple(int(np.argmax(phi[n])) for n in sp.LAYER_NAMES)
   gs = sp.random_genotypes(0, 5)
-  arch = sp.arch_to_onehot(gs)
+  arch = sp.genotype_to_arch(gs)
   assert arch["layer02"].shape == (5, 7)
   assert sp.genotypes_from_arch(arch) == gs
   flat = sp.flatten_arch(arch)

@@ -109,9 +109,9 @@ def prepare_workdir(workdir: str) -> str:
 def run(config: ml_collections.ConfigDict, workdir: str | None):
   """Validates ``config`` and the workdir, then runs the job; returns its result."""
   validate(config)
-  job = config.get("job")
+  job = config.job
   if workdir is None:
-    workdir = os.path.join(tempfile.gettempdir(), "unas_jax", config.get("name", job))
+    workdir = os.path.join(tempfile.gettempdir(), "unas_jax", config.name)
     print(f"--workdir not given; writing to {workdir}")
   workdir = prepare_workdir(workdir)
   from unas_jax.utils import compilation_cache

@@ -169,30 +169,31 @@ def _genotype_label(spec: str) -> str:
 
 
 def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNetwork | ProxylessEvalNetwork:
-  """The adapter for ``config.model`` (see the module docstring).
+  """The adapter for ``config.model`` (see the module docstring; every key is in
+  :func:`unas_jax.evaluation.defaults.model_block`, which holds the defaults).
 
   Raises:
     ConfigError: an unknown space or network, a bad size, a genotype that is
       neither a built-in name nor a readable, valid genotype JSON file.
   """
-  space = model.get("space", "darts")
+  space = model.space
   check_choice("config.model.space", space, SPACES)
-  spec = model.get("genotype")
+  spec = model.genotype
   if not isinstance(spec, str) or not spec:
     raise ConfigError("config.model.genotype must name a built-in genotype or a genotype JSON file")
-  impl = model.get("depthwise_impl", "auto")
+  impl = model.depthwise_impl
   check_choice("config.model.depthwise_impl", impl, depthwise.IMPLEMENTATIONS)
-  compute = dict(kernels=kernels_lib.check(model.get("kernels", "auto"), "config.model.kernels"),
-                 dtype=precision.compute_dtype(model.get("dtype", "float32"), "config.model.dtype").name)
-  remat = model.get("remat", "none")
+  compute = dict(kernels=kernels_lib.check(model.kernels, "config.model.kernels"),
+                 dtype=precision.compute_dtype(model.dtype, "config.model.dtype").name)
+  remat = model.remat
   if space == "proxyless":
-    if model.get("auxiliary", False):
+    if model.auxiliary:
       raise ConfigError("the ProxylessNAS network has no auxiliary head; set --config.model.auxiliary=False")
-    dropout = float(model.get("dropout", 0.0))
+    dropout = float(model.dropout)
     if not 0.0 <= dropout < 1.0:
       raise ConfigError(f"config.model.dropout={dropout} must lie in [0, 1)")
     proxyless_space.get_genotype(spec)  # validates (ConfigError with the reason)
-    widths = model.get("widths", "gpu")
+    widths = model.widths
     if isinstance(widths, str) and "," in widths:
       try:
         widths = tuple(int(w) for w in widths.split(","))
@@ -206,21 +207,21 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
     return ProxylessEvalNetwork(genotype=spec, widths=widths, dropout=dropout, depthwise_impl=impl, seed=seed,
                                 remat=remat, **compute)
 
-  network = model.get("network", "cifar")
+  network = model.network
   check_choice("config.model.network", network, DARTS_NETWORKS)
   default_channels, default_cells = defaults.DARTS_SIZES[network]
   # 0: the network's default.
-  channels = check_number("config.model.channels", model.get("channels", 0), 0, integer=True) or default_channels
-  num_cells = check_number("config.model.num_cells", model.get("num_cells", 0), 0, integer=True) or default_cells
+  channels = check_number("config.model.channels", model.channels, 0, integer=True) or default_channels
+  num_cells = check_number("config.model.num_cells", model.num_cells, 0, integer=True) or default_cells
   if num_cells < 3:
     raise ConfigError(f"config.model.num_cells={num_cells} must be >= 3 (two of the cells are reduction cells)")
-  num_nodes = check_number("config.model.num_nodes", model.get("num_nodes", 0), 0, integer=True) or None
+  num_nodes = check_number("config.model.num_nodes", model.num_nodes, 0, integer=True) or None
   genotype = darts_genotype.get_genotype(spec, num_nodes=num_nodes)
-  aux_head_bn = str(model.get("aux_head_bn", "auto")).lower()
+  aux_head_bn = str(model.aux_head_bn).lower()
   check_choice("config.model.aux_head_bn", aux_head_bn, ("auto", "true", "false"))
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
   remat = precision.check_remat(remat, ("none", "cell"), "config.model.remat")
   return DartsEvalNetwork(genotype=genotype, network=network, channels=channels, num_cells=num_cells,
-                          auxiliary=bool(model.get("auxiliary", True)), aux_head_bn=bool(aux_head_bn),
+                          auxiliary=bool(model.auxiliary), aux_head_bn=bool(aux_head_bn),
                           depthwise_impl=impl, seed=seed, genotype_name=_genotype_label(spec), remat=remat, **compute)

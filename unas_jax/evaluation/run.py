@@ -44,7 +44,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   validation.check_numbers(config)
   validation.check_cross(config)
   check_choice("config.train.bn", config.train.bn, batchnorm.MODES)
-  if config.model.get("space", "darts") == "proxyless" and config.train.drop_path:
+  if config.model.space == "proxyless" and config.train.drop_path:
     raise ConfigError("the ProxylessNAS network has no drop-path; set --config.train.drop_path=0")
 
 
@@ -65,7 +65,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Job entry ``evaluate``: validate, summarise, train; returns the trainer's result."""
   check_config(config)
   network = networks.from_config(config.model, seed=config.seed)
-  if config.get("summary_only", False):
+  if config.summary_only:
     info = nominal_info(config.data) or data_lib.load(config.data).info
     summary = trainer.summarize(network, info)
     trainer.report_summary(summary, workdir)

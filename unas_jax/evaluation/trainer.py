@@ -51,11 +51,11 @@ class TrainState:
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Static settings of the training step."""
-  label_smoothing: float = 0.0
-  aux_weight: float = 0.0
-  drop_path: float = 0.0
-  total_steps: int = 1
-  ema_decay: float = 0.0
+  label_smoothing: float
+  aux_weight: float
+  drop_path: float
+  total_steps: int
+  ema_decay: float
 
 
 def make_optimizer(train_config: ml_collections.ConfigDict, global_batch: int, steps_per_epoch: int,
@@ -66,14 +66,14 @@ def make_optimizer(train_config: ml_collections.ConfigDict, global_batch: int, s
   every weight, as PyTorch's ``SGD(weight_decay=...)`` on ``model.parameters()``.
   """
   t = train_config
-  total_steps = int(t.max_steps) if t.get("max_steps") else int(t.epochs * steps_per_epoch)
+  total_steps = int(t.max_steps) if t.max_steps else int(t.epochs * steps_per_epoch)
   warmup = min(int(t.warmup_epochs * steps_per_epoch), max(0, total_steps - 1))
-  lr = t.lr * (global_batch / t.lr_reference_batch if t.get("lr_reference_batch") else 1.0)
+  lr = t.lr * (global_batch / t.lr_reference_batch if t.lr_reference_batch else 1.0)
   schedule = optax.warmup_cosine_decay_schedule(0.0 if warmup else lr, lr, warmup, max(total_steps, warmup + 1),
                                                 end_value=0.0)
   tx = optax.chain(optax.clip_by_global_norm(t.grad_clip) if t.grad_clip else optax.identity(),
                    optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
-                   optax.sgd(schedule, momentum=t.momentum, nesterov=t.get("nesterov", False)))
+                   optax.sgd(schedule, momentum=t.momentum, nesterov=t.nesterov))
   return tx, schedule, total_steps
 
 
@@ -226,10 +226,10 @@ def build_training(config: ml_collections.ConfigDict, network, info: data_lib.Da
   module = network.abstract(info) if abstract else network.build(info)
   batchnorm.apply_mode(module, t.bn, DATA_AXIS, "config.train.bn")
   model_def, _, w, stats = functional.split(module)
-  decay_mask = weight_decay_mask(module, w) if t.get("no_decay_bn", False) else None
+  decay_mask = weight_decay_mask(module, w) if t.no_decay_bn else None
   tx, schedule, total_steps = make_optimizer(t, global_batch, steps_per_epoch, decay_mask)
   cfg = TrainConfig(label_smoothing=t.label_smoothing,
-                    aux_weight=t.aux_weight if config.model.get("auxiliary", False) else 0.0,
+                    aux_weight=t.aux_weight if config.model.auxiliary else 0.0,
                     drop_path=t.drop_path, total_steps=total_steps, ema_decay=t.ema_decay)
   state = mesh_lib.replicated_state(mesh, lambda w, stats: init_state(config.seed, w, stats, tx), w, stats,
                                     abstract=abstract)
@@ -272,7 +272,7 @@ def _run_training(config: ml_collections.ConfigDict, workdir: str, network, stop
 
   run = RunScaffold(workdir, stop, description=f"train {network.name}", total_steps=total_steps,
                     steps_per_epoch=steps_per_epoch, checkpoint_every=config.checkpoint_every,
-                    finite_metrics=FINITE_METRICS, stop_at_step=t.get("stop_at_step", -1),
+                    finite_metrics=FINITE_METRICS, stop_at_step=t.stop_at_step,
                     stop_at_name="train.stop_at_step")  # >= 0: save and stop there, as if interrupted (tests)
   state, _ = run.start(setup.state)
   start = run.start_step

@@ -96,7 +96,7 @@ class NB201TableLatency:
                                float(nb201.cells_to_flat([cell])[0] @ self.coef + self.bias), self.config)
 
   def measure(self, z: PyTree) -> np.ndarray:
-    return self.table.latencies(nb201.cells_from_arch(z))
+    return self.table.latencies(nb201.genotypes_from_arch(z))
 
   def control_params(self) -> dict[str, jax.Array]:
     return hooks.control_params(self.coef, self.bias)

@@ -63,7 +63,7 @@ def probe_config(config: ml_collections.ConfigDict, num_classes: int) -> probe_l
   """The probe's settings from ``config.latency``; its dtype defaults to the compute dtype ``model.dtype``."""
   lc = config.latency
   return probe_lib.ProbeConfig(
-      batch_size=lc.batch_size, resolution=lc.resolution, dtype=lc.dtype or config.model.get("dtype", "float32"),
+      batch_size=lc.batch_size, resolution=lc.resolution, dtype=lc.dtype or config.model.dtype,
       widths=config.model.widths, num_classes=num_classes, num_runs=lc.num_runs, num_warmup=lc.num_warmup,
       depthwise_impl=config.model.depthwise_impl, seed=config.seed)
 
@@ -101,9 +101,9 @@ class ProxylessLatency:
       # The table prices the deployed network, whose widths may differ from the
       # (narrower) supernet that estimates accuracy: latency.widths, else model.widths.
       self.table = lut_lib.LatencyLUT.from_yaml(lut_path).additive(
-          lc.get("widths") or config.model.widths, lc.resolution, lc.lut_num_classes)
+          lc.widths or config.model.widths, lc.resolution, lc.lut_num_classes)
     else:
-      self.timing_device = probe_lib.timing_device(lc.get("reserve_device", False))
+      self.timing_device = probe_lib.timing_device(lc.reserve_device)
       self.probe = probe_lib.LatencyProbe(
           self.directory, probe_config(config, num_classes), compile_threads=lc.compile_threads,
           device=self.timing_device)

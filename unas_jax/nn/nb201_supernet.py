@@ -164,7 +164,7 @@ class NB201Supernet(nnx.Module):
     del key  # no dropout
     if arch is None:
       raise ConfigError("the NB201 supernet needs an architecture sample 'arch' (one-hot z or relaxed zeta); "
-                        "for a fixed cell use unas_jax.spaces.nb201.cell_to_arch")
+                        "for a fixed cell use unas_jax.spaces.nb201.genotype_to_arch")
     check_arch(arch, x.shape[0])
     weights = arch["edges"].astype(x.dtype)
     return self._run(x, train, lambda cell, h: cell(h, weights, train=train))

@@ -38,8 +38,8 @@ class DartsSearchSpace(loop.SpaceAdapter):
     supernet = DartsSupernet(self.space, num_classes=info.num_classes, channels=m.channels, num_cells=m.cells,
                              in_channels=info.image_shape[-1], stem_multiplier=m.stem_multiplier, stem=m.stem,
                              depthwise_impl=m.depthwise_impl, phi_init_scale=config.search.phi_init_scale,
-                             kernels=m.get("kernels", "auto"), dtype=m.get("dtype", "float32"),
-                             remat=m.get("remat", "none"), rngs=nnx.Rngs(params=config.seed))
+                             kernels=m.kernels, dtype=m.dtype,
+                             remat=m.remat, rngs=nnx.Rngs(params=config.seed))
     # search.bn='sync': every BatchNorm averages its batch statistics over the data axis.
     batchnorm.set_axis_name(supernet, bn_axis_name)
     return supernet

@@ -71,6 +71,7 @@ def latency_block() -> ml_collections.ConfigDict:
       "lagrangian_term": "linear",   # lagrangian: lambda * lat / target (linear) | lambda * relu(lat - target) / target (hinge)
       "ridge_lambda": 1.0,           # the latency surrogate (RELAX's control): ridge penalty of its fit ...
       "surrogate_seed": 0,           # ... and the seed of its train/held-out split
+      "reserve_device": False,       # True: each process keeps its last local device out of the mesh and times on it
   })
 
 

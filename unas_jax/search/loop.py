@@ -29,7 +29,8 @@ import numpy as np
 
 from unas_jax import data as data_lib
 from unas_jax import estimators as est
-from unas_jax.config import check_choice, check_number
+from unas_jax import validation
+from unas_jax.config import check_choice
 from unas_jax.data import device as device_lib
 from unas_jax.errors import ConfigError
 from unas_jax.latency.hooks import LatencyHooks, check_target
@@ -124,18 +125,21 @@ def step_config(config: ml_collections.ConfigDict) -> step_lib.StepConfig:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
+  """A search's checks, before anything is loaded or compiled (``jobs.validate`` and :func:`build_search`).
+
+  The ranges of every numeric key and the rules between keys are :mod:`unas_jax.validation`'s,
+  run again here for callers that build a search without ``jobs.validate`` (the lowering,
+  the experiments, the tests): the step (:func:`step_config`) is built from a checked config.
+  """
   s = config.search
-  check_number("config.search.epochs", s.epochs, 0, low_open=True)
-  if s.init_epochs < 0 or s.init_epochs > s.epochs:
-    raise ConfigError(f"search.init_epochs={s.init_epochs} must lie in [0, search.epochs={s.epochs}]")
-  if config.batch_size < 1:
-    raise ConfigError(f"batch_size={config.batch_size} must be positive")
-  check_choice("search.bn", s.bn, batchnorm.MODES)
   latency = config.get("latency")
-  if latency is not None and latency.get("enabled", False):
+  if latency is not None and latency.enabled:
     # The sign, before anything is loaded or measured; the latency source checks the target
     # against the fastest architecture once it has priced it.
     check_target(latency.target_ms, penalty=latency.penalty)
+  validation.check_numbers(config)
+  validation.check_cross(config)
+  check_choice("search.bn", s.bn, batchnorm.MODES)
   if s.estimator == "reinforce" and s.baseline == "leave_one_out" and s.sampling != "per_example":
     # Leave-one-out averages the other architectures a device drew in the same step;
     # with one draw per device there are none (the traced step would fail deep in XLA).
@@ -170,7 +174,7 @@ class SearchSetup:
 def reserved_devices(config: ml_collections.ConfigDict) -> list:
   """Devices kept out of the mesh: one per process for the latency probe (``latency.reserve_device``)."""
   latency = config.get("latency")
-  if latency is not None and latency.get("enabled", False) and latency.get("reserve_device", False):
+  if latency is not None and latency.enabled and latency.reserve_device:
     return mesh_lib.reserved_local_devices()
   return []
 
@@ -285,7 +289,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
 
   run = RunScaffold(workdir, stop, description=f"search {space.name}", total_steps=total_steps,
                     steps_per_epoch=steps_per_epoch, checkpoint_every=config.checkpoint_every,
-                    finite_metrics=FINITE_METRICS, stop_at_step=s.get("stop_at_step", -1),
+                    finite_metrics=FINITE_METRICS, stop_at_step=s.stop_at_step,
                     stop_at_name="search.stop_at_step")
   state, meta = run.start(state)
   if meta is not None:
@@ -361,7 +365,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
                             **{k: metrics[k] for k in ("objective", "acc_val", "entropy", "w_loss") if k in metrics})
       else:
         run.progress.update(step, global_batch)
-      eval_due = epoch_end or (config.get("eval_every", 0) and step % config.eval_every == 0)
+      eval_due = epoch_end or (config.eval_every and step % config.eval_every == 0)
       if eval_due and step > warmup_steps:
         run.check_finite()  # no evaluation or genotype from a diverged state
         last_eval = _evaluate(eval_step, state, space, dataset, mesh, global_batch, cfg)
@@ -376,7 +380,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
         return {"stopped_at": step}
 
   run.check_finite()
-  num_random = int(s.get("random_archs", 0))
+  num_random = int(s.random_archs)
   if num_random > 0 and last_eval:
     # The search learned when its mode architecture beats random ones under the same weights.
     last_eval = {**last_eval, **_random_baseline(eval_step, state, dataset, mesh, global_batch, num_random,

@@ -42,12 +42,11 @@ class NB201SearchSpace(loop.SpaceAdapter):
 
   def __init__(self, config: ml_collections.ConfigDict):
     super().__init__(config)
-    bench = config.get("benchmark")
-    path = bench.get("table", "") if bench is not None else ""
+    path = config.benchmark.table
     # Loaded before the search starts: a malformed table fails at once, not after the search.
     self.benchmark = tables.BenchmarkTable(path) if path else None
-    lc = config.get("latency")
-    if lc is not None and lc.enabled:  # NB201TableLatency's checks, before any data is loaded
+    lc = config.latency
+    if lc.enabled:  # NB201TableLatency's checks, before any data is loaded
       check_latency_config(lc)
 
   def build_supernet(self, config, info, bn_axis_name):
@@ -100,8 +99,7 @@ class NB201SearchSpace(loop.SpaceAdapter):
 
   def latency_hooks(self, config, workdir, info):
     del info
-    lc = config.get("latency")
-    if lc is None or not lc.enabled:
+    if not config.latency.enabled:
       return None
     self.latency = NB201TableLatency(config, workdir)
     return self.latency

@@ -43,7 +43,6 @@ import optax
 
 from unas_jax import estimators as est
 from unas_jax.config import check_choice
-from unas_jax.errors import ConfigError
 from unas_jax.nn import functional
 from unas_jax.objectives import losses
 from unas_jax.parallel import mesh as mesh_lib
@@ -138,27 +137,18 @@ class StepConfig:
   latency_lagrangian_term: str
 
   def __post_init__(self):
+    # The choices; the ranges (tau, eta_lr, target_ms, the multiplier's settings, ratio) are
+    # unas_jax.validation's, which loop.validate runs before loop.step_config builds this.
     check_choice("search.estimator", self.estimator, ACCURACY_ESTIMATORS)
     check_choice("search.sampling", self.sampling, SAMPLING)
     check_choice("search.objective", self.objective, losses.OBJECTIVES)
     if self.latency_estimator is not None:  # None: no latency term
       check_choice("latency.estimator", self.latency_estimator, LATENCY_ESTIMATORS)
     check_choice("latency.penalty", self.latency_penalty, losses.LATENCY_PENALTIES)
-    if self.tau <= 0:
-      raise ConfigError(f"search.tau={self.tau} must be positive")
     check_choice("search.w_gradient", self.w_gradient, W_GRADIENTS)
-    if self.learn_eta and not self.eta_lr > 0:
-      raise ConfigError(f"search.eta_lr={self.eta_lr} must be positive with search.learn_eta")
     if self.latency_estimator is not None and self.latency_penalty == "lagrangian":
-      if not self.latency_target_ms > 0:
-        raise ConfigError(f"latency.target_ms={self.latency_target_ms} must be positive for latency.penalty=lagrangian")
-      if min(self.latency_lambda_init, self.latency_lambda_lr, self.latency_damping) < 0:
-        raise ConfigError(f"latency.lambda_init={self.latency_lambda_init}, latency.lambda_lr="
-                          f"{self.latency_lambda_lr} and latency.damping={self.latency_damping} must be >= 0")
       check_choice("latency.constraint", self.latency_constraint, LATENCY_CONSTRAINTS)
       check_choice("latency.lagrangian_term", self.latency_lagrangian_term, losses.LAGRANGIAN_TERMS)
-      if not 0 < self.latency_ratio <= 1:
-        raise ConfigError(f"latency.ratio={self.latency_ratio} must lie in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

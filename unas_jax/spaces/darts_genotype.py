@@ -9,7 +9,10 @@ A search turns logits into a genotype with :func:`genotype_from_phi`;
 :func:`genotype_to_arch` gives the one-hot sample that selects a genotype in a
 space. ``BUILTIN_GENOTYPES`` holds the published UNAS and DARTS cells;
 :func:`get_genotype` resolves a built-in name or a file. (The ProxylessNAS and
-NB201 genotypes have the same readers and writers.)
+NB201 genotypes have the same ``to_dict`` / ``from_dict``, ``save`` / ``load``,
+``from_indices``, ``genotype_from_phi`` and ``genotype_to_arch``, and also
+``genotypes_from_arch``, the genotypes of a batch of one-hot samples, which their
+latency sources need and this space has no use for.)
 """
 from __future__ import annotations
 

@@ -21,10 +21,12 @@ and a sample ``arch`` has a leading sample axis: ``{'edges': [S, 6, 5]}``, one-h
 (all NB201 cells share one topology).
 
 A :class:`Cell` is the tuple of 6 op names in edge order; ``str(cell)`` is its
-NB201 string, which :meth:`Cell.from_string` reads back; :meth:`Cell.save` and
-:meth:`Cell.load` write and read its genotype JSON file, and
-:func:`genotype_from_phi` is the most probable cell (the names of the DARTS and
-ProxylessNAS genotypes' readers and writers).
+NB201 string, which :meth:`Cell.from_string` reads back; :meth:`Cell.to_dict` and
+:meth:`Cell.from_dict` are its versioned JSON object, :meth:`Cell.save` and
+:meth:`Cell.load` its genotype JSON file; :func:`genotype_from_phi` is the most
+probable cell, :func:`genotype_to_arch` the one-hot sample that selects a cell and
+:func:`genotypes_from_arch` the cells of a batch of samples (the names of the DARTS
+and ProxylessNAS genotypes' readers, writers and converters).
 """
 from __future__ import annotations
 
@@ -140,12 +142,27 @@ class Cell:
       raise ConfigError(f"an NB201 cell needs {NUM_EDGES} op indices in [0, {NUM_OPS}), got {list(indices)}")
     return cls(tuple(OPS[i] for i in idx))
 
-  def save(self, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> None:
-    """``{"format", "version", "arch": "<NB201 string>", "ops": [...], "meta": {...}}``, atomically."""
+  def to_dict(self, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The versioned JSON object: ``{"format", "version", "arch": "<NB201 string>", "ops": [...], "meta": {...}}``."""
     d = {"format": GENOTYPE_FORMAT, "version": GENOTYPE_VERSION, "arch": str(self), "ops": list(self.ops)}
     if meta:
       d["meta"] = dict(meta)
-    files.write_text(path, json.dumps(d, indent=1, sort_keys=True) + "\n")
+    return d
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any]) -> Cell:
+    """Parses :meth:`to_dict`'s object (its ``arch`` string).
+
+    Raises:
+      ConfigError: not an NB201 genotype (format tag), or a malformed ``arch`` string.
+    """
+    if not isinstance(d, Mapping) or d.get("format") != GENOTYPE_FORMAT:
+      raise ConfigError(f"not an NB201 genotype (format {d.get('format') if isinstance(d, Mapping) else None!r})")
+    return cls.from_string(d["arch"])
+
+  def save(self, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> None:
+    """Writes :meth:`to_dict` as JSON, atomically."""
+    files.write_text(path, json.dumps(self.to_dict(meta), indent=1, sort_keys=True) + "\n")
 
   @classmethod
   def load(cls, path: str | os.PathLike) -> Cell:
@@ -157,9 +174,10 @@ class Cell:
       d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
       raise ConfigError(f"{path}: not valid JSON: {e}") from None
-    if not isinstance(d, dict) or d.get("format") != GENOTYPE_FORMAT:
-      raise ConfigError(f"{path}: not an NB201 genotype (format {d.get('format') if isinstance(d, dict) else None!r})")
-    return cls.from_string(d["arch"])
+    try:
+      return cls.from_dict(d)
+    except ConfigError as e:
+      raise ConfigError(f"{path}: {e}") from None
 
 
 def all_cells() -> Iterator[Cell]:
@@ -198,12 +216,12 @@ def genotype_from_phi(phi: Mapping[str, Any]) -> Cell:
   return Cell.from_indices(np.argmax(edges, axis=-1))
 
 
-def cell_to_arch(cell: Cell) -> dict[str, jax.Array]:
+def genotype_to_arch(cell: Cell) -> dict[str, jax.Array]:
   """The one-hot sample ``z`` (sample axis ``S = 1``) that selects ``cell``."""
   return {"edges": jax.nn.one_hot(jnp.asarray(cell.indices), NUM_OPS)[None]}
 
 
-def cells_from_arch(arch: Mapping[str, Any]) -> list[Cell]:
+def genotypes_from_arch(arch: Mapping[str, Any]) -> list[Cell]:
   """The cells of a batch of one-hot samples ``{'edges': [S, 6, 5]}`` (host arrays)."""
   edges = np.asarray(arch["edges"])
   if edges.ndim != 3 or edges.shape[1:] != (NUM_EDGES, NUM_OPS):

@@ -346,8 +346,8 @@ def genotype_from_phi(phi: Mapping[str, Any]) -> ProxylessGenotype:
   return ProxylessGenotype(tuple(PROXYLESS_OPS[int(np.argmax(np.asarray(phi[n])))] for n in LAYER_NAMES))
 
 
-def arch_to_onehot(genotypes: ProxylessGenotype | Sequence[ProxylessGenotype],
-                   dtype=jnp.float32) -> dict[str, jax.Array]:
+def genotype_to_arch(genotypes: ProxylessGenotype | Sequence[ProxylessGenotype],
+                     dtype=jnp.float32) -> dict[str, jax.Array]:
   """One-hot ``arch`` ``{layer: [S, K]}`` for one genotype (``S = 1``) or a list (``S = len``)."""
   if isinstance(genotypes, ProxylessGenotype):
     genotypes = [genotypes]

@@ -117,11 +117,11 @@ def probe_steps(config: ml_collections.ConfigDict) -> Steps:
   from flax import nnx  # pylint: disable=import-outside-toplevel
   lc, m = config.latency, config.model
   # The probe's own rule (latency.proxyless_source.probe_config): latency.dtype, else the compute dtype.
-  dtype = jnp.dtype(lc.dtype or m.get("dtype", "float32"))
+  dtype = jnp.dtype(lc.dtype or m.dtype)
   num_classes = dataset_info(config).num_classes
   net = nnx.eval_shape(lambda: ProxylessNetwork("proxylessnas_gpu", m.widths, num_classes, rngs=nnx.Rngs(0),
                                                 depthwise_impl=m.depthwise_impl, dtype=dtype,
-                                                kernels=m.get("kernels", "auto")))
+                                                kernels=m.kernels))
   model_def, _, w, stats = functional.split(net)
   cast = lambda a: jax.ShapeDtypeStruct(a.shape, dtype if jnp.issubdtype(a.dtype, jnp.floating) else a.dtype)  # noqa: E731
   w, stats = jax.tree.map(cast, w), jax.tree.map(cast, stats)
