@@ -134,6 +134,12 @@ def test_latency_table_search(tmp_path, penalty):
   assert lat["measured_ms"] == pytest.approx(found, rel=1e-6)
   assert summary["latency"]["ratio"] == pytest.approx(found / config.latency.target_ms, rel=1e-6)
   assert summary["latency"]["meets_target"] == (found <= config.latency.target_ms)
+  # latency.selection=constrained_mode (the default): after 3 steps p_phi's mode is about the
+  # table's mean, far above its 25% quantile; the found cell is the most probable one the
+  # surrogate (R^2 > 0.99 below) prices under the target, and the mode is reported beside it.
+  mode = summary["latency"]["mode"]
+  assert summary["latency"]["selection"] == "constrained_mode" and not mode["meets_target"]
+  assert found < mode["measured_ms"] and found <= 1.02 * config.latency.target_ms
   report = json.load(open(tmp_path / "w" / "latency" / "surrogate_report.json"))
   assert report["test"]["r2"] > 0.99
 

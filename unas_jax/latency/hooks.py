@@ -12,6 +12,8 @@ r"""A latency source as the search loop sees it, and what every source shares.
 * :func:`check_target`: the one check of ``latency.target_ms`` against the fastest
   architecture a source knows.
 * :func:`target_report`: the found architecture's latency against the target.
+* :func:`constrained_mode`: the most probable architecture under ``p_phi`` whose
+  surrogate latency meets the target (``latency.selection=constrained_mode``).
 
 This module imports nothing from :mod:`unas_jax.search`: the loop depends on the
 latency sources, not the other way round.
@@ -33,6 +35,8 @@ PyTree = Any
 
 # The penalties with a target to meet; ``linear`` prices every millisecond and ignores it.
 TARGET_PENALTIES = ("hinge", "lagrangian")
+# How the found architecture is read from p_phi at the end of a search with a target.
+SELECTIONS = ("mode", "constrained_mode")
 
 
 class LatencyHooks(Protocol):
@@ -116,3 +120,81 @@ def target_report(measured_ms: float, predicted_ms: float, lc: ml_collections.Co
   return {"measured_ms": measured_ms, "predicted_ms": predicted_ms, "target_ms": target,
           "ratio": measured_ms / target if target > 0 else float("nan"), "meets_target": measured_ms <= target,
           "penalty": lc.penalty, "c": float(lc.c) if lc.penalty != "lagrangian" else None}
+
+
+def choice_costs(control_fn: Callable, params: PyTree, phi: PyTree) -> tuple[dict[str, np.ndarray], float]:
+  r"""The linear surrogate's latency per choice, in ``phi``'s shapes: ``cost[n][..., k] = g(e_{n,k}) - g(0)``.
+
+  ``g`` is additive (:class:`LinearControl`), so ``g(z) = b + sum_{n,k} cost[n][k] z[n][k]`` with
+  ``b = g(0)``. Read off by evaluating ``g`` once on a batch of the zero architecture and every
+  unit vector, so any space whose control is linear is served without knowing its layout.
+  """
+  names = sorted(phi)
+  sizes = [int(np.prod(np.shape(phi[n]))) for n in names]
+  total = sum(sizes)
+  batch, offset = {}, 0
+  for n, size in zip(names, sizes):
+    basis = np.zeros((total + 1, size), np.float32)
+    basis[1 + offset + np.arange(size), np.arange(size)] = 1.0  # row 0: the zero architecture
+    batch[n] = basis.reshape((total + 1,) + tuple(np.shape(phi[n])))
+    offset += size
+  g = np.asarray(control_fn(params, batch), np.float64)
+  bias = float(g[0])
+  costs, offset = {}, 0
+  for n, size in zip(names, sizes):
+    costs[n] = (g[1 + offset:1 + offset + size] - bias).reshape(np.shape(phi[n]))
+    offset += size
+  return costs, bias
+
+
+def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float,
+                     target_ms: float) -> tuple[dict[str, np.ndarray], float] | None:
+  r"""The most probable architecture whose additive latency meets the target, and that latency.
+
+  .. math::
+     \max_z \sum_i \log p_\phi(z_i) \quad \text{s.t.} \quad b + \sum_i l_i(z_i) \le T
+
+  over the independent categoricals ``i`` (every row of every ``logits`` leaf), a
+  multiple-choice knapsack. Its Lagrangian relaxation decouples over the categoricals,
+  ``z_i(mu) = argmax_k log p_i(k) - mu l_i(k)``, and the latency of ``z(mu)`` does not rise
+  with ``mu``: bisection finds the smallest ``mu`` that meets ``T`` (``mu = 0``: the mode,
+  returned as is when it meets the target). The result is optimal among the architectures
+  the relaxation reaches (the knapsack's convex hull), which is what lands it just under
+  ``T`` rather than wherever the mode happens to be. None when even the fastest choices
+  miss ``T``.
+
+  Returns:
+    ``({name: chosen index per row, shaped like the leaf without its last axis}, latency)``.
+  """
+  names = sorted(costs)
+  logp = {n: np.asarray(jax.nn.log_softmax(jnp.asarray(logits[n], jnp.float32), -1), np.float64) for n in names}
+
+  def choose(mu):
+    z = {n: np.argmax(logp[n] - mu * costs[n], -1) for n in names}
+    latency = bias + sum(float(np.take_along_axis(costs[n], z[n][..., None], -1).sum()) for n in names)
+    return z, latency
+
+  z, latency = choose(0.0)
+  if latency <= target_ms:
+    return z, latency
+  lo, hi = 0.0, 1.0
+  while choose(hi)[1] > target_ms:
+    hi *= 4.0
+    if hi > 1e12:  # every categorical at its fastest choice and still above the target
+      return None
+  for _ in range(60):
+    mid = 0.5 * (lo + hi)
+    if choose(mid)[1] <= target_ms:
+      hi = mid
+    else:
+      lo = mid
+  return choose(hi)
+
+
+def one_hot_logits(choice: dict[str, np.ndarray], like: PyTree) -> dict[str, np.ndarray]:
+  """Logits whose mode is ``choice`` (0 for the chosen entry, -1e4 elsewhere), shaped like ``like``."""
+  out = {}
+  for n, z in choice.items():
+    k = np.shape(like[n])[-1]
+    out[n] = np.where(np.arange(k) == np.asarray(z)[..., None], 0.0, -1e4).astype(np.float32)
+  return out

@@ -1,0 +1,104 @@
+"""latency.selection=constrained_mode: the most probable architecture that meets the target.
+
+The Lagrangian relaxation's answer is checked against brute force over every architecture
+of small random problems: it meets the target, and no architecture at most as slow is
+more probable (the relaxation's sufficiency: z(mu) maximises log p - mu lat). The plain
+mode, which misses the target there, is the negative control.
+"""
+import itertools
+
+import numpy as np
+import pytest
+
+from unas_jax.latency import additive
+from unas_jax.latency import hooks
+from unas_jax.latency.additive import AdditiveLatency
+from unas_jax.spaces import proxyless as sp
+
+
+def _problem(seed, shapes=((4,), (3,), (2, 3))):
+  rng = np.random.default_rng(seed)
+  logits = {f"c{i}": rng.normal(0, 1.5, s).astype(np.float32) for i, s in enumerate(shapes)}
+  costs = {n: rng.uniform(0.5, 5.0, np.shape(v)) for n, v in logits.items()}
+  return logits, costs, 2.0
+
+
+def _enumerate(logits, costs, bias):
+  """(log p, latency, choice) of every architecture (each row of each leaf is a categorical)."""
+  rows = [(n, r) for n in sorted(logits) for r in np.ndindex(np.shape(logits[n])[:-1])]
+  logp = {n: logits[n] - np.log(np.exp(logits[n]).sum(-1, keepdims=True)) for n in logits}
+  out = []
+  for ks in itertools.product(*[range(np.shape(logits[n])[-1]) for n, _ in rows]):
+    lp = sum(float(logp[n][r + (k,)]) for (n, r), k in zip(rows, ks))
+    lat = bias + sum(float(costs[n][r + (k,)]) for (n, r), k in zip(rows, ks))
+    out.append((lp, lat, ks))
+  return rows, out
+
+
+def _as_tuple(rows, choice):
+  return tuple(int(np.asarray(choice[n])[r]) for n, r in rows)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_constrained_mode_meets_the_target_and_nothing_as_fast_is_more_probable(seed):
+  logits, costs, bias = _problem(seed)
+  rows, archs = _enumerate(logits, costs, bias)
+  lats = np.array([a[1] for a in archs])
+  mode = max(archs, key=lambda a: a[0])
+  target = float(lats.min() + 0.5 * (mode[1] - lats.min()))  # halfway between the fastest and the mode
+  assert mode[1] > target  # negative control: the mode misses this target
+  choice, latency = hooks.constrained_mode(logits, costs, bias, target)
+  found = next(a for a in archs if a[2] == _as_tuple(rows, choice))
+  assert found[1] == pytest.approx(latency) and latency <= target
+  best_as_fast = max(a[0] for a in archs if a[1] <= latency + 1e-9)
+  assert found[0] >= best_as_fast - 1e-6
+
+
+def test_constrained_mode_uses_the_budget():
+  """Not the trivial feasible answer: the fastest architecture meets every feasible target too."""
+  slower_than_fastest, ratios = 0, []
+  for seed in range(20):
+    logits, costs, bias = _problem(seed)
+    _, archs = _enumerate(logits, costs, bias)
+    lats = np.array([a[1] for a in archs])
+    mode = max(archs, key=lambda a: a[0])
+    target = float(lats.min() + 0.5 * (mode[1] - lats.min()))
+    _, latency = hooks.constrained_mode(logits, costs, bias, target)
+    slower_than_fastest += latency > lats.min() + 1e-9
+    ratios.append(latency / target)
+  assert slower_than_fastest >= 12, (slower_than_fastest, ratios)
+
+
+def test_constrained_mode_is_the_mode_when_the_mode_meets_the_target():
+  logits, costs, bias = _problem(0)
+  _, archs = _enumerate(logits, costs, bias)
+  mode = max(archs, key=lambda a: a[0])
+  choice, latency = hooks.constrained_mode(logits, costs, bias, mode[1] + 1.0)
+  assert latency == pytest.approx(mode[1])
+  assert all(np.array_equal(choice[n], np.argmax(logits[n], -1)) for n in logits)
+
+
+def test_constrained_mode_is_none_below_the_fastest_architecture():
+  logits, costs, bias = _problem(1)
+  fastest = bias + sum(float(c.min(-1).sum()) for c in costs.values())
+  assert hooks.constrained_mode(logits, costs, bias, fastest - 0.01) is None
+  assert hooks.constrained_mode(logits, costs, bias, fastest + 1e-6) is not None
+
+
+def test_choice_costs_recover_the_additive_table_from_the_control():
+  rng = np.random.default_rng(0)
+  table = {s.name: np.r_[rng.uniform(1, 2, 6), [0.0] * s.allows_zero] for s in sp.layer_specs()}
+  model = AdditiveLatency(table, 3.0)
+  phi = sp.init_phi()
+  costs, bias = hooks.choice_costs(additive.predict, model.control_params(), phi)
+  assert bias == pytest.approx(3.0, rel=1e-6)
+  for name in sp.LAYER_NAMES:
+    np.testing.assert_allclose(costs[name], table[name][:np.shape(phi[name])[-1]], rtol=1e-5, atol=1e-5)
+
+
+def test_one_hot_logits_have_the_choice_as_mode():
+  like = {"a": np.zeros((2, 3)), "b": np.zeros((4,))}
+  choice = {"a": np.array([2, 0]), "b": np.array(1)}
+  logits = hooks.one_hot_logits(choice, like)
+  np.testing.assert_array_equal(np.argmax(logits["a"], -1), [2, 0])
+  assert int(np.argmax(logits["b"])) == 1 and logits["b"].dtype == np.float32
