@@ -121,7 +121,7 @@ def test_latency_table_search(tmp_path, penalty):
   config.latency.enabled = True
   config.latency.table_path = path
   config.latency.penalty = penalty
-  config.latency.target_ms = float(np.quantile(ms, 0.25))
+  config.latency.target_ms = float(np.quantile(ms, 0.05))
   summary = nb201_search.run(config, str(tmp_path / "w"))
   history = [json.loads(l) for l in open(tmp_path / "w" / "history.jsonl")]
   search = [r for r in history if r.get("phase") == "search"]
@@ -134,8 +134,8 @@ def test_latency_table_search(tmp_path, penalty):
   assert lat["measured_ms"] == pytest.approx(found, rel=1e-6)
   assert summary["latency"]["ratio"] == pytest.approx(found / config.latency.target_ms, rel=1e-6)
   assert summary["latency"]["meets_target"] == (found <= config.latency.target_ms)
-  # latency.selection=constrained_mode (the default): after 3 steps p_phi's mode is about the
-  # table's mean, far above its 25% quantile; the found cell is the most probable one the
+  # latency.selection=constrained_mode (the default): after 3 steps p_phi's mode is a random
+  # cell (here 1.86 ms, above the 5% quantile); the found cell is the most probable one the
   # surrogate (R^2 > 0.99 below) prices under the target, and the mode is reported beside it.
   mode = summary["latency"]["mode"]
   assert summary["latency"]["selection"] == "constrained_mode" and not mode["meets_target"]

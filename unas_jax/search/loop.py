@@ -375,7 +375,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
         if getattr(space, "eval_metrics", None) is not None:
           last_eval.update(space.eval_metrics(_host(state.phi)))
         run.log(step, last_eval, phase="eval", tag="eval")
-        _write_outputs(space, state, run.history, outputs, workdir)
+        _write_outputs(space, _host(state.phi), run.history, outputs, workdir)  # the running mode
         run.progress.write(f"epoch {step / steps_per_epoch:.1f}: mode architecture search-val accuracy "
                            f"{last_eval['val_acc']:.4f}, phi entropy {last_eval['entropy']:.3f}")
       if run.save_or_stop(step, state, checkpoint_meta):
