@@ -63,7 +63,7 @@ def _run(cfg, steps=1, tx_phi=None):
 def test_fixed_multiplier_is_the_linear_penalty_with_c_lambda_over_target():
   target, lam = 4.0, 3.0
   lagrangian = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
-                           latency_lambda_init=lam, latency_lambda_lr=0.0)
+                           latency_lambda_init=lam, latency_lambda_lr=0.0, latency_lagrangian_term="linear")
   linear = step_config(latency_estimator="relax", latency_penalty="linear", latency_target_ms=target,
                        latency_c=lam / target)
   free = step_config(latency_estimator="relax", latency_penalty="linear", latency_c=0.0)
@@ -82,7 +82,8 @@ def test_fixed_multiplier_with_the_hinge_term_is_the_hinge_with_c_lambda_over_ta
   hinge = step_config(latency_estimator="relax", latency_penalty="hinge", latency_target_ms=target,
                       latency_c=lam / target)
   linear = step_config(latency_estimator="relax", latency_penalty="lagrangian", latency_target_ms=target,
-                       latency_lambda_init=lam, latency_lambda_lr=0.0, latency_damping=0.0)
+                       latency_lambda_init=lam, latency_lambda_lr=0.0, latency_damping=0.0,
+                       latency_lagrangian_term="linear")
   (s_lag, _), (s_hinge, _), (s_lin, _) = _run(lagrangian), _run(hinge), _run(linear)
   np.testing.assert_allclose(s_lag.phi["layer"], s_hinge.phi["layer"], rtol=1e-6, atol=1e-7)
   # Not vacuous: the two lagrangian terms move phi differently.
