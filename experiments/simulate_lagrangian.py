@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from unas_jax import estimators as est
+from unas_jax.latency import hooks
 from unas_jax.latency import lut as lut_lib
 from unas_jax.latency import tables
 from unas_jax.objectives import losses
@@ -85,35 +86,6 @@ def _step_fn(table, constraint, term, steps, samples):
   return step, tx
 
 
-def constrained_mode(phi, table, target):
-  r"""The most probable architecture under p_phi whose table latency meets ``target`` (approximately).
-
-  ``max_z sum_l log p_l(z_l)  s.t.  b + sum_l t_l(z_l) <= T`` is a multiple-choice knapsack;
-  its Lagrangian relaxation decouples over layers, ``z_l(mu) = argmax_c log p_l(c) - mu t_l(c)``,
-  and the latency of ``z(mu)`` falls as ``mu`` grows: bisection finds the smallest ``mu``
-  that meets the target (``mu = 0``: the mode). Returns the latency (None if even the
-  fastest choices miss the target).
-  """
-  names = sorted(table.table)
-  logp = {n: np.asarray(jax.nn.log_softmax(phi[n], -1), np.float64) for n in names}
-  rows = {n: np.asarray(table.table[n], np.float64) for n in names}
-
-  def latency(mu):
-    return float(table.bias) + sum(rows[n][np.argmax(logp[n] - mu * rows[n])] for n in names)
-
-  if latency(0.0) <= target:
-    return latency(0.0)
-  lo, hi = 0.0, 1.0
-  while latency(hi) > target:
-    hi *= 4.0
-    if hi > 1e12:
-      return None
-  for _ in range(60):
-    mid = 0.5 * (lo + hi)
-    lo, hi = (lo, mid) if latency(mid) <= target else (mid, hi)
-  return latency(hi)
-
-
 def simulate(table, target, *, constraint, ratio, lambda_lr, damping, noise, pull, steps, seed, samples=16,
              term="linear", update="add"):
   step, tx = _step_fn(table, constraint, term, steps, samples)
@@ -129,7 +101,10 @@ def simulate(table, target, *, constraint, ratio, lambda_lr, damping, noise, pul
     phi, opt, lam, last_v, expected, mode = step(phi, opt, lam, last_v, t, key, favourite, *settings)
     if t % 20 == 0 or t == steps - 1:
       trace.append([t, float(expected), float(mode), float(lam)])
-  fitted = constrained_mode(phi, table, target)
+  # latency.selection=constrained_mode: the most probable architecture the (exact) table prices under the target.
+  costs = {n: np.asarray(v, np.float64) for n, v in table.table.items()}
+  found = hooks.constrained_mode(phi, costs, float(table.bias), target)
+  fitted = None if found is None else found[1]
   return {"mode_ratio": float(mode) / target, "expected_ratio": float(expected) / target,
           "constrained_mode_ratio": None if fitted is None else fitted / target, "trace": trace}
 
