@@ -110,7 +110,7 @@ def latency_search(source, workdir):
   lc.c = 1.0
   lc.warmup_steps = 1
   lc.resolution = 16
-  lc.surrogate_archs = 40 if source == "lut" else 4   # each probe measurement is a compile: few
+  lc.surrogate_archs = 40 if source == "lut" else 5   # each probe measurement is a compile: the fewest validation allows
   if source == "lut":
     lc.source = "lut"
     lc.lut_path = os.path.join(workdir, "tiny_lut.yaml")

@@ -280,5 +280,5 @@ def test_search_with_a_gs_workdir_resumes_from_the_bucket(tmp_path, monkeypatch)
   history = [json.loads(l) for l in (run / "history.jsonl").read_text().splitlines()]
   assert history == [json.loads(l) for l in (straight / "history.jsonl").read_text().splitlines()]
   assert [r["step"] for r in history] == [2, 4, 6, 6]
-  assert (darts_genotype.load_genotype(run / "genotype" / "genotype.json")
-          == darts_genotype.load_genotype(straight / "genotype" / "genotype.json"))
+  assert (darts_genotype.Genotype.load(run / "genotype" / "genotype.json")
+          == darts_genotype.Genotype.load(straight / "genotype" / "genotype.json"))
