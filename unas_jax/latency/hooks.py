@@ -167,7 +167,11 @@ def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float,
     ``({name: chosen index per row, shaped like the leaf without its last axis}, latency)``.
   """
   names = sorted(costs)
-  logp = {n: np.asarray(jax.nn.log_softmax(jnp.asarray(logits[n], jnp.float32), -1), np.float64) for n in names}
+  logp = {}
+  for n in names:  # log_softmax on the host, in float64: a one-off at the end of a search
+    x = np.asarray(logits[n], np.float64)
+    x = x - x.max(-1, keepdims=True)
+    logp[n] = x - np.log(np.exp(x).sum(-1, keepdims=True))
 
   def choose(mu):
     z = {n: np.argmax(logp[n] - mu * costs[n], -1) for n in names}
