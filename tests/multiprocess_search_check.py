@@ -17,10 +17,14 @@ over every device of every process, and runs a few REBAR+RELAX search steps of t
 supernet with synchronised BatchNorm on a fixed global batch, of which this process reads
 only its own rows. Writes phi, a checksum of w and the device layout to OUT.json.
 """
+import faulthandler
 import json
 import os
+import signal
 import sys
 
+# tests/test_parallel.py sends SIGUSR1 before it kills a process that hangs: every thread's stack.
+faulthandler.register(signal.SIGUSR1, all_threads=True)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

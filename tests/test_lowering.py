@@ -44,6 +44,13 @@ def _proxyless_search(**model):
   return config
 
 
+def _proxyless_lagrangian_search(**model):
+  """The same with the multiplier in the search state (its dual ascent runs inside the step)."""
+  config = _proxyless_search(**model)
+  config.latency.penalty = "lagrangian"
+  return config
+
+
 def _evaluate(**model):
   config = _config("darts_cifar10_eval", "quick")
   config.data.image_size = 32  # the auxiliary head needs 8x8 at 2/3 depth
@@ -62,15 +69,17 @@ def _counts(config, platforms):
   return out
 
 
-JOBS = {"darts_search": _darts_search, "proxyless_search": _proxyless_search, "evaluate": _evaluate}
+JOBS = {"darts_search": _darts_search, "proxyless_search": _proxyless_search,
+        "proxyless_lagrangian_search": _proxyless_lagrangian_search, "evaluate": _evaluate}
 EXPECTED_STEPS = {"darts_search": {"search", "warmup", "eval"},
                   "proxyless_search": {"search", "warmup", "eval", "probe"},
+                  "proxyless_lagrangian_search": {"search", "warmup", "eval", "probe"},
                   "evaluate": {"train", "eval"}}
 
 
 # The ProxylessNAS search (probe included) takes 1-1.5 minutes to lower: CI's slow pass.
 def _jobs(names):
-  return [pytest.param(j, marks=pytest.mark.slow) if j == "proxyless_search" else j for j in names]
+  return [pytest.param(j, marks=pytest.mark.slow) if j.startswith("proxyless") else j for j in names]
 
 
 @pytest.mark.parametrize("job", _jobs(sorted(JOBS)))

@@ -1,10 +1,14 @@
 """Data parallelism: the same results on 1 and on 8 (simulated) devices."""
+import contextlib
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -87,21 +91,44 @@ def test_proxyless_supernet_with_sync_bn_on_8_devices_equals_one_device():
 def _run_two_processes(commands: list[list[str]], timeout: float) -> None:
   """Runs the two processes of a loopback job at once; each must exit 0 within ``timeout`` s.
 
-  The timeout is a hard kill: a process whose peer died waits on the coordinator for minutes.
+  A process that exits with an error fails the test at once (its peer would otherwise wait
+  on the coordinator for the heartbeat timeout, half an hour here) with both logs. At the
+  timeout each process still running is sent SIGUSR1, on which the scripts dump every
+  thread's stack (``faulthandler.register``), then killed: a hang's failure shows where
+  both processes stood.
   """
-  procs = [subprocess.Popen(c, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-           for c in commands]
-  logs = []
-  try:
-    for p in procs:
-      logs.append(p.communicate(timeout=timeout)[0])
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
+  with contextlib.ExitStack() as stack:
+    logs = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in commands]
+    procs = [subprocess.Popen(c, env=_env(2), stdout=log, stderr=subprocess.STDOUT, text=True)
+             for c, log in zip(commands, logs)]
+    deadline, why = time.monotonic() + timeout, None
+    try:
+      while why is None and any(p.poll() is None for p in procs):
+        failed = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+        if failed:
+          why = f"process {failed[0]} exited with {procs[failed[0]].returncode}"
+        elif time.monotonic() > deadline:
+          why = f"the processes did not finish within {timeout:.0f} s (stacks at the kill below)"
+          for p in procs:
+            if p.poll() is None:
+              p.send_signal(signal.SIGUSR1)
+          time.sleep(5)
+        else:
+          time.sleep(1)
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
         p.wait()
-  for p, log in zip(procs, logs):
-    assert p.returncode == 0, log[-4000:]
+    texts = []
+    for log in logs:
+      log.seek(0)
+      texts.append(log.read())
+  if why is None and all(p.returncode == 0 for p in procs):
+    return
+  pytest.fail(f"{why or 'a process failed'}; their last output:\n" +
+              "\n".join(f"--- process {i} (exit {p.returncode}) ---\n{t[-6000:]}"
+                         for i, (p, t) in enumerate(zip(procs, texts))))
 
 
 def _free_port() -> int:
@@ -158,7 +185,7 @@ def test_two_processes_feed_identical_latency_inputs(tmp_path, source):
   outs = [tmp_path / f"process{i}.json" for i in range(2)]
   # Generous: the toy step's compile took minutes on a loaded 2-core machine.
   _run_two_processes([[sys.executable, script, str(outs[i]), address, "2", str(i), source, str(workdir)]
-                      for i in range(2)], timeout=2400)
+                      for i in range(2)], timeout=1200)
   r0, r1 = [json.loads(o.read_text()) for o in outs]
   assert (r0["process"], r1["process"], r0["processes"], r0["devices"]) == (0, 1, 2, 4), (r0, r1)
   expected = np.array([1 / 3, -0.0]).tobytes().hex() + ":" + np.int64(2 ** 40).tobytes().hex() + ":float64"
