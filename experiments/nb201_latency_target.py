@@ -57,15 +57,20 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
   config.latency.enabled = True
   config.latency.source = "table"
   config.latency.table_path = args.latency_table
-  # "penalty[-constraint[-term]]": e.g. "lagrangian-mode" (latency.constraint=mode: the mode
+  # "penalty[-constraint[-term[-selection]]]": e.g. "lagrangian-mode" (latency.constraint=mode: the mode
   # cell's latency held to ratio * target instead of E_p_phi[lat]), "lagrangian-expected-hinge"
-  # (latency.lagrangian_term=hinge: lambda * relu(lat - target) / target).
+  # (latency.lagrangian_term=hinge: lambda * relu(lat - target) / target),
+  # "lagrangian-mode-hinge-constrained_mode" (latency.selection=constrained_mode: the found cell is
+  # the most probable one whose surrogate latency meets the target). The settings a label leaves
+  # out are the defaults of the day it ran (command.sh dates each invocation).
   parts = penalty.split("-")
   config.latency.penalty = parts[0]
   if len(parts) > 1:
     config.latency.constraint = parts[1]
   if len(parts) > 2:
     config.latency.lagrangian_term = parts[2]
+  if len(parts) > 3:
+    config.latency.selection = parts[3]
   config.latency.target_ms = target
   workdir = os.path.join(args.workdirs, f"{penalty}_seed{seed}")
   t0 = time.time()
@@ -75,7 +80,9 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
            if r.get("phase") == "search" and "latency_expected_ms" in r]
   return {"penalty": penalty, "seed": seed, "target_ms": target, "arch": summary["arch"],
           "benchmark": summary["benchmark"], "latency": summary["latency"], "parameter_free": summary["parameter_free"],
-          "expected_ms_curve": curve, "wall_s_this_process": time.time() - t0, "steps": summary["steps"]}
+          "expected_ms_curve": curve, "wall_s_this_process": time.time() - t0, "steps": summary["steps"],
+          "settings": {k: config.latency[k] for k in ("penalty", "c", "constraint", "lagrangian_term", "selection",
+                                                        "lambda_lr", "damping", "ratio")}}
 
 
 def aggregate(args, target: float) -> dict:

@@ -3,6 +3,7 @@ import contextlib
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -132,9 +133,23 @@ def _run_two_processes(commands: list[list[str]], timeout: float) -> None:
 
 
 def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+  """A free port for the coordinator, below Linux's ephemeral range (32768-60999).
+
+  ``bind(0)`` hands out an ephemeral port and releases it; in the seconds before the
+  coordinator binds it, a concurrent test's gRPC and gloo connections (CI runs the slow
+  tests two at a time) draw their local ports from that same range. A port below it is
+  never given to a connection; a random one makes two tests' choices collide 1 time in 12,000.
+  """
+  rng = random.Random(os.getpid() ^ time.time_ns())
+  for _ in range(100):
+    port = rng.randrange(20000, 32000)
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", port))
+      except OSError:
+        continue
+      return port
+  raise RuntimeError("no free port in 20000-32000")
 
 
 def _env(devices: int) -> dict:
