@@ -120,7 +120,7 @@ RANGES: dict[str, Range] = {
     "model.cells_per_stage": _int(1),        # NAS-Bench-201's N
     # evaluation networks and training (docs/design.md section 7)
     "model.num_cells": _int(0),              # 0: the network's default
-    "model.num_nodes": _int(1),
+    "model.num_nodes": _int(0),              # evaluation: the genotype must have this many nodes (0: any)
     "model.dropout": FRACTION_OPEN_TOP,
     "train.epochs": NON_NEGATIVE,            # > 0 unless train.max_steps > 0
     "train.max_steps": _int(0),
