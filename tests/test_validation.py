@@ -128,3 +128,14 @@ def test_leave_one_out_needs_several_architectures_per_device(name, arg, samplin
     jobs.validate(config)
   config.search.sampling = "per_example"
   jobs.validate(config)
+
+
+def test_evaluation_num_nodes_zero_means_any_and_validates():
+  """``model.num_nodes=0`` (any node count, as ``evaluation.networks.from_config`` reads it) passes
+  start-up validation; a negative count does not."""
+  config = _config("darts_cifar10_eval.py", "quick")
+  config.model.num_nodes = 0
+  jobs.validate(config)
+  config.model.num_nodes = -1
+  with pytest.raises(ConfigError, match=r"config\.model\.num_nodes=-1"):
+    jobs.validate(config)
