@@ -114,6 +114,7 @@ def one_run(args, part: str, penalty: str, target: float, seed: int) -> dict | N
          "search_val_acc": summary["final_eval"].get("val_acc"), "search_wall_s": search_s,
          "expected_ms": _curve(os.path.join(workdir, "history.jsonl"), "latency_expected_ms"),
          "multiplier": _curve(os.path.join(workdir, "history.jsonl"), "latency_lambda"),
+         "genotype": json.load(open(os.path.join(workdir, "genotype", "genotype.json"))),
          "commands": [" ".join(search)]}
   if args.eval_epochs > 0:
     _retrain(args, row, workdir, seed, log)
@@ -156,6 +157,11 @@ def plot(rows: list[dict], path: str) -> None:
     for r in pr:
       ax.scatter(r["target_ms"], r["ratio"], color=colors.get(r["penalty"], "k"), marker="o" if r["seed"] == 0 else "s",
                  label=f"{r['penalty']}")
+      if "mode" in r:  # latency.selection replaced p_phi's mode: draw the mode hollow, joined to the found one
+        ax.scatter(r["target_ms"], r["mode"]["ratio"], facecolors="none", edgecolors=colors.get(r["penalty"], "k"),
+                   marker="o" if r["seed"] == 0 else "s", label="p_phi's mode (replaced)")
+        ax.plot([r["target_ms"]] * 2, [r["mode"]["ratio"], r["ratio"]], color=colors.get(r["penalty"], "k"),
+                lw=0.6, alpha=0.6)
     ax.axhspan(0.85, 1.0, color="tab:green", alpha=0.15, label="goal 0.85-1.0")
     ax.axhline(1.0, color="k", lw=0.8)
     handles, labels = ax.get_legend_handles_labels()

@@ -1,4 +1,5 @@
-"""latency.selection=constrained_mode: the most probable architecture that meets the target.
+"""latency.selection=constrained_mode: the most probable architecture that meets the target
+(and, with ``latency.min_ratio``, uses at least that fraction of it).
 
 The Lagrangian relaxation's answer is checked against brute force over every architecture
 of small random problems: it meets the target, and no architecture at most as slow is
@@ -76,6 +77,46 @@ def test_constrained_mode_is_the_mode_when_the_mode_meets_the_target():
   choice, latency = hooks.constrained_mode(logits, costs, bias, mode[1] + 1.0)
   assert latency == pytest.approx(mode[1])
   assert all(np.array_equal(choice[n], np.argmax(logits[n], -1)) for n in logits)
+
+
+def test_min_ratio_lifts_a_mode_under_the_band_and_nothing_as_slow_is_more_probable():
+  """A mode far under the target is replaced by the most probable architecture at least as
+  slow as the answer, which still meets T; min_ratio=0 (the negative control) keeps the mode.
+  On these small problems one relaxation step can jump over the band (the answer then stays
+  under it), so lifting is counted over seeds, not required of each."""
+  lifted, in_band = 0, 0
+  for seed in range(12):
+    logits, costs, bias = _problem(seed)
+    rows, archs = _enumerate(logits, costs, bias)
+    lats = np.array([a[1] for a in archs])
+    mode = max(archs, key=lambda a: a[0])
+    target = float(mode[1] + 0.5 * (lats.max() - mode[1]))  # halfway between the mode and the slowest
+    min_ratio = 0.95
+    assert mode[1] < min_ratio * target
+    choice, latency = hooks.constrained_mode(logits, costs, bias, target, min_ratio)
+    found = next(a for a in archs if a[2] == _as_tuple(rows, choice))
+    assert found[1] == pytest.approx(latency) and mode[1] - 1e-9 <= latency <= target
+    # z(mu), mu <= 0, maximises log p + |mu| lat: nothing at least as slow is more probable.
+    assert found[0] >= max(a[0] for a in archs if a[1] >= latency - 1e-9) - 1e-6
+    lifted += latency > mode[1] + 1e-9
+    in_band += latency >= min_ratio * target
+    kept, kept_latency = hooks.constrained_mode(logits, costs, bias, target, 0.0)
+    assert kept_latency == pytest.approx(mode[1]) and _as_tuple(rows, kept) == mode[2]
+  assert lifted >= 9 and in_band >= 3, (lifted, in_band)  # measured: 10 lifted, 3 in [0.95, 1]; min_ratio=0: none
+
+
+def test_min_ratio_lands_in_the_band_when_the_relaxation_reaches_it():
+  """On the ProxylessNAS-sized problem (21 layers, fine steps) the answer lies in the band."""
+  rng = np.random.default_rng(0)
+  in_band = []
+  for seed in range(10):
+    logits = {f"l{i}": rng.normal(0, 2.0, (7,)) for i in range(21)}
+    costs = {n: np.sort(rng.uniform(0.5, 4.0, 7)) for n in logits}
+    mode_lat = 5.0 + sum(float(costs[n][np.argmax(logits[n])]) for n in logits)
+    target = mode_lat / 0.7  # the mode at 0.7 of the target
+    _, latency = hooks.constrained_mode(logits, costs, 5.0, target, 0.9)
+    in_band.append(0.9 <= latency / target <= 1.0)
+  assert all(in_band), in_band
 
 
 def test_constrained_mode_is_none_below_the_fastest_architecture():

@@ -110,6 +110,7 @@ RANGES: dict[str, Range] = {
     "latency.lambda_lr": POSITIVE,
     "latency.damping": NON_NEGATIVE,
     "latency.ratio": PROBABILITY_MASS,       # E[lat] held to ratio * target, ratio in (0, 1]
+    "latency.min_ratio": Range(0.0, 1.0, high_open=True),  # selection's floor, min_ratio * target; 0: off
     "latency.blocks_calibration_archs": _int(1),
     "latency.blocks_test_archs": _int(2),    # a rank correlation needs two
     # search supernets

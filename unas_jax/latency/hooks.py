@@ -13,7 +13,8 @@ r"""A latency source as the search loop sees it, and what every source shares.
   architecture a source knows.
 * :func:`target_report`: the found architecture's latency against the target.
 * :func:`constrained_mode`: the most probable architecture under ``p_phi`` whose
-  surrogate latency meets the target (``latency.selection=constrained_mode``).
+  surrogate latency meets the target and uses at least ``latency.min_ratio`` of it
+  (``latency.selection=constrained_mode``).
 
 This module imports nothing from :mod:`unas_jax.search`: the loop depends on the
 latency sources, not the other way round.
@@ -147,21 +148,32 @@ def choice_costs(control_fn: Callable, params: PyTree, phi: PyTree) -> tuple[dic
   return costs, bias
 
 
-def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float,
-                     target_ms: float) -> tuple[dict[str, np.ndarray], float] | None:
-  r"""The most probable architecture whose additive latency meets the target, and that latency.
+def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float, target_ms: float,
+                     min_ratio: float = 0.0) -> tuple[dict[str, np.ndarray], float] | None:
+  r"""The most probable architecture whose additive latency lies in ``[min_ratio * T, T]``, and that latency.
 
   .. math::
-     \max_z \sum_i \log p_\phi(z_i) \quad \text{s.t.} \quad b + \sum_i l_i(z_i) \le T
+     \max_z \sum_i \log p_\phi(z_i) \quad \text{s.t.} \quad
+     \rho T \le b + \sum_i l_i(z_i) \le T
 
   over the independent categoricals ``i`` (every row of every ``logits`` leaf), a
   multiple-choice knapsack. Its Lagrangian relaxation decouples over the categoricals,
   ``z_i(mu) = argmax_k log p_i(k) - mu l_i(k)``, and the latency of ``z(mu)`` does not rise
-  with ``mu``: bisection finds the smallest ``mu`` that meets ``T`` (``mu = 0``: the mode,
-  returned as is when it meets the target). The result is optimal among the architectures
-  the relaxation reaches (the knapsack's convex hull), which is what lands it just under
-  ``T`` rather than wherever the mode happens to be. None when even the fastest choices
-  miss ``T``.
+  with ``mu``. ``mu = 0`` is the mode, returned as is when it lies in the band.
+
+  * Mode above ``T``: bisection finds the smallest ``mu > 0`` that meets ``T``. ``z(mu)``
+    maximises ``log p - mu lat``, so no architecture at most as slow is more probable.
+  * Mode below ``rho T`` (``min_ratio > 0``): the largest ``mu < 0`` that reaches
+    ``rho T``; ``z(mu)`` maximises ``log p + |mu| lat``, so no architecture at least as slow
+    is more probable. A target is a budget: when the accuracy term no longer pulls phi
+    (a multiplier at 0, an accuracy signal at chance), the mode can sit far under it and give
+    away accuracy the budget allowed; p_phi's preferences decide which choices take it up.
+    If the relaxation's step jumps over the band (the next architecture is above ``T``), or
+    even the slowest choices stay below ``rho T``, the answer is the slowest one it reaches
+    that still meets ``T``.
+
+  The result is optimal among the architectures the relaxation reaches (the knapsack's
+  convex hull). None when even the fastest choices miss ``T``.
 
   Returns:
     ``({name: chosen index per row, shaped like the leaf without its last axis}, latency)``.
@@ -178,21 +190,34 @@ def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float,
     latency = bias + sum(float(np.take_along_axis(costs[n], z[n][..., None], -1).sum()) for n in names)
     return z, latency
 
+  def bisect(lo, hi, ok):  # ok(hi) holds, ok(lo) does not: the boundary, returned on ok's side
+    for _ in range(60):
+      mid = 0.5 * (lo + hi)
+      if ok(choose(mid)[1]):
+        hi = mid
+      else:
+        lo = mid
+    return choose(hi), choose(lo)
+
+  floor = min_ratio * target_ms
   z, latency = choose(0.0)
-  if latency <= target_ms:
+  if latency <= target_ms and (min_ratio <= 0.0 or latency >= floor):
     return z, latency
-  lo, hi = 0.0, 1.0
-  while choose(hi)[1] > target_ms:
-    hi *= 4.0
-    if hi > 1e12:  # every categorical at its fastest choice and still above the target
-      return None
-  for _ in range(60):
-    mid = 0.5 * (lo + hi)
-    if choose(mid)[1] <= target_ms:
-      hi = mid
-    else:
-      lo = mid
-  return choose(hi)
+  if latency > target_ms:
+    hi = 1.0
+    while choose(hi)[1] > target_ms:
+      hi *= 4.0
+      if hi > 1e12:  # every categorical at its fastest choice and still above the target
+        return None
+    return bisect(0.0, hi, lambda lat: lat <= target_ms)[0]
+  # Below the band: mu < 0 trades probability for latency until the floor is reached.
+  lo = -1.0
+  while choose(lo)[1] < floor and lo > -1e12:
+    lo *= 4.0
+  (slow, slow_lat), (fast, fast_lat) = bisect(0.0, lo, lambda lat: lat >= floor)
+  if slow_lat <= target_ms:
+    return slow, slow_lat
+  return fast, fast_lat
 
 
 def one_hot_logits(choice: dict[str, np.ndarray], like: PyTree) -> dict[str, np.ndarray]:

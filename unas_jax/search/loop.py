@@ -411,8 +411,11 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
       r = summary["latency"]
       if "mode" in r:
         m = r["mode"]
-        print(f"The mode of p_phi misses the target ({m['measured_ms']:.3f} ms, ratio {m['ratio']:.3f}); the found "
-              f"architecture is the most probable one that meets it (latency.selection=constrained_mode)", flush=True)
+        why = ("misses the target" if not m["meets_target"] else
+               f"uses less than latency.min_ratio={config.latency.min_ratio:g} of it by the surrogate")
+        print(f"The mode of p_phi {why} ({m['measured_ms']:.3f} ms, ratio {m['ratio']:.3f}); the found "
+              f"architecture is the most probable one within [min_ratio, 1] x target by the surrogate "
+              f"(latency.selection=constrained_mode)", flush=True)
       print(f"Latency of the found architecture: {r['measured_ms']:.3f} ms, target {r['target_ms']:.3f} ms, "
             f"ratio {r['ratio']:.3f} ({'meets' if r['meets_target'] else 'MISSES'} the target)", flush=True)
   if is_main:
@@ -468,9 +471,10 @@ def _found_phi(space, latency, config, phi):
   """``(phi whose mode is the found architecture, the mode's genotype if it was replaced)``.
 
   With a target (hinge or lagrangian) and ``latency.selection=constrained_mode``, a mode of
-  ``p_phi`` that misses the target by the surrogate is replaced by the most probable
-  architecture that meets it (:func:`unas_jax.latency.hooks.constrained_mode`); otherwise
-  the found architecture is the mode (``None`` second).
+  ``p_phi`` whose surrogate latency misses the target, or lies under ``min_ratio`` of it, is
+  replaced by the most probable architecture within ``[min_ratio * target, target]``
+  (:func:`unas_jax.latency.hooks.constrained_mode`); otherwise the found architecture is the
+  mode (``None`` second).
   """
   lc = config.get("latency")
   if (latency is None or lc is None or not lc.enabled or lc.penalty not in latency_hooks.TARGET_PENALTIES
@@ -478,7 +482,7 @@ def _found_phi(space, latency, config, phi):
     return phi, None
   logits = space.softened(phi)  # what space.genotype reads
   costs, bias = latency_hooks.choice_costs(latency.control_fn, latency.control_params(), logits)
-  found = latency_hooks.constrained_mode(logits, costs, bias, float(lc.target_ms))
+  found = latency_hooks.constrained_mode(logits, costs, bias, float(lc.target_ms), float(lc.min_ratio))
   if found is None:  # the target is below every architecture the surrogate prices (checked at start-up)
     return phi, None
   choice, _ = found
