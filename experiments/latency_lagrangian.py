@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -101,6 +102,13 @@ def one_run(args, part: str, penalty: str, target: float, seed: int) -> dict | N
     return None
   os.makedirs(workdir, exist_ok=True)
   log = os.path.join(workdir, "driver.log")
+  cache = os.path.join(workdir, "latency", "latency_cache.jsonl")
+  if args.latency_cache and os.path.exists(args.latency_cache) and not os.path.exists(cache):
+    # Measurements are keyed by architecture, device and versions (unas_jax/latency/probe.py):
+    # a fresh search on the same machine may start from another run's, instead of re-timing
+    # the same surrogate_seed's random architectures (about 2.5 min each on this CPU).
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    shutil.copyfile(args.latency_cache, cache)
   overrides = [f"--config.latency.target_ms={target}", f"--config.latency.penalty={penalty}",
                f"--config.seed={seed}", f"--config.search.init_epochs={args.init_epochs}",
                f"--config.search.max_steps={args.steps}"] + args.extra
@@ -205,6 +213,8 @@ def main() -> None:
   parser.add_argument("--init_epochs", type=int, default=1)
   parser.add_argument("--eval_epochs", type=int, default=20)
   parser.add_argument("--plot", action="store_true", help="only redraw the figure and table")
+  parser.add_argument("--latency_cache", default="",
+                      help="probe: a latency_cache.jsonl measured on this machine, copied (once it exists) into each new run's workdir")
   args, extra = parser.parse_known_args()  # the rest: --config.* overrides for every search
   if any(not e.startswith("--config.") for e in extra):
     parser.error(f"unknown arguments {extra}; only --config.* overrides are passed on")

@@ -57,12 +57,14 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
   config.latency.enabled = True
   config.latency.source = "table"
   config.latency.table_path = args.latency_table
-  # "penalty[-constraint[-term[-selection]]]": e.g. "lagrangian-mode" (latency.constraint=mode: the mode
+  # "penalty[-constraint[-term[-selection[-min_ratio]]]]": e.g. "lagrangian-mode" (latency.constraint=mode: the mode
   # cell's latency held to ratio * target instead of E_p_phi[lat]), "lagrangian-expected-hinge"
   # (latency.lagrangian_term=hinge: lambda * relu(lat - target) / target),
   # "lagrangian-mode-hinge-constrained_mode" (latency.selection=constrained_mode: the found cell is
-  # the most probable one whose surrogate latency meets the target). The settings a label leaves
-  # out are the defaults of the day it ran (command.sh dates each invocation).
+  # the most probable one whose surrogate latency meets the target),
+  # "lagrangian-mode-hinge-constrained_mode-0.9" (latency.min_ratio=0.9: ... and uses at least 0.9
+  # of it). The settings a label leaves out are the defaults of the day it ran (command.sh dates
+  # each invocation; min_ratio did not exist before 2026-12-01, i.e. 0).
   parts = penalty.split("-")
   config.latency.penalty = parts[0]
   if len(parts) > 1:
@@ -71,6 +73,8 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
     config.latency.lagrangian_term = parts[2]
   if len(parts) > 3:
     config.latency.selection = parts[3]
+  if len(parts) > 4:
+    config.latency.min_ratio = float(parts[4])
   config.latency.target_ms = target
   workdir = os.path.join(args.workdirs, f"{penalty}_seed{seed}")
   t0 = time.time()
@@ -82,7 +86,7 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
           "benchmark": summary["benchmark"], "latency": summary["latency"], "parameter_free": summary["parameter_free"],
           "expected_ms_curve": curve, "wall_s_this_process": time.time() - t0, "steps": summary["steps"],
           "settings": {k: config.latency[k] for k in ("penalty", "c", "constraint", "lagrangian_term", "selection",
-                                                        "lambda_lr", "damping", "ratio")}}
+                                                        "lambda_lr", "damping", "ratio", "min_ratio")}}
 
 
 def aggregate(args, target: float) -> dict:

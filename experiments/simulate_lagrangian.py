@@ -101,7 +101,8 @@ def simulate(table, target, *, constraint, ratio, lambda_lr, damping, noise, pul
     phi, opt, lam, last_v, expected, mode = step(phi, opt, lam, last_v, t, key, favourite, *settings)
     if t % 20 == 0 or t == steps - 1:
       trace.append([t, float(expected), float(mode), float(lam)])
-  # latency.selection=constrained_mode: the most probable architecture the (exact) table prices under the target.
+  # latency.selection=constrained_mode at min_ratio 0 (as it was when these sweeps ran): the most probable
+  # architecture the (exact) table prices under the target.
   costs = {n: np.asarray(v, np.float64) for n, v in table.table.items()}
   found = hooks.constrained_mode(phi, costs, float(table.bias), target)
   fitted = None if found is None else found[1]

@@ -79,12 +79,11 @@ def test_constrained_mode_is_the_mode_when_the_mode_meets_the_target():
   assert all(np.array_equal(choice[n], np.argmax(logits[n], -1)) for n in logits)
 
 
-def test_min_ratio_lifts_a_mode_under_the_band_and_nothing_as_slow_is_more_probable():
-  """A mode far under the target is replaced by the most probable architecture at least as
-  slow as the answer, which still meets T; min_ratio=0 (the negative control) keeps the mode.
-  On these small problems one relaxation step can jump over the band (the answer then stays
-  under it), so lifting is counted over seeds, not required of each."""
-  lifted, in_band = 0, 0
+def test_min_ratio_lifts_a_mode_under_the_band():
+  """A mode far under the target is replaced by an architecture within [min_ratio * T, T]
+  when the relaxation or one choice changed next to it reaches the band, never above T;
+  min_ratio=0 (the negative control) keeps the mode."""
+  lifted, in_band, optimal = 0, 0, 0
   for seed in range(12):
     logits, costs, bias = _problem(seed)
     rows, archs = _enumerate(logits, costs, bias)
@@ -92,17 +91,48 @@ def test_min_ratio_lifts_a_mode_under_the_band_and_nothing_as_slow_is_more_proba
     mode = max(archs, key=lambda a: a[0])
     target = float(mode[1] + 0.5 * (lats.max() - mode[1]))  # halfway between the mode and the slowest
     min_ratio = 0.95
-    assert mode[1] < min_ratio * target
+    floor = min_ratio * target
+    assert mode[1] < floor
     choice, latency = hooks.constrained_mode(logits, costs, bias, target, min_ratio)
     found = next(a for a in archs if a[2] == _as_tuple(rows, choice))
     assert found[1] == pytest.approx(latency) and mode[1] - 1e-9 <= latency <= target
-    # z(mu), mu <= 0, maximises log p + |mu| lat: nothing at least as slow is more probable.
-    assert found[0] >= max(a[0] for a in archs if a[1] >= latency - 1e-9) - 1e-6
+    if latency < floor - 1e-9:  # left under the band: no single change of it reaches the band
+      for a in archs:
+        if sum(x != y for x, y in zip(a[2], found[2])) == 1:
+          assert not floor <= a[1] <= target, (seed, a, found)
     lifted += latency > mode[1] + 1e-9
-    in_band += latency >= min_ratio * target
+    in_band += latency >= floor - 1e-9
+    # The brute-force answer of the same problem: how often the selection finds it.
+    band = [a for a in archs if floor <= a[1] <= target]
+    optimal += latency >= floor - 1e-9 and found[0] >= max(a[0] for a in band) - 1e-9
     kept, kept_latency = hooks.constrained_mode(logits, costs, bias, target, 0.0)
     assert kept_latency == pytest.approx(mode[1]) and _as_tuple(rows, kept) == mode[2]
-  assert lifted >= 9 and in_band >= 3, (lifted, in_band)  # measured: 10 lifted, 3 in [0.95, 1]; min_ratio=0: none
+  # Deterministic problems, measured: 11 lifted, 10 in [0.95, 1] (the other 2 have no single change
+  # into the band), 9 of those the brute-force optimum (the 10th 0.28 nats below it);
+  # min_ratio=0 keeps all 12 modes.
+  assert lifted >= 11 and in_band >= 10 and optimal >= 9, (lifted, in_band, optimal)
+
+
+def test_the_relaxation_alone_is_sufficient_when_it_lands_in_the_band():
+  """z(mu), mu < 0, maximises log p + |mu| lat: when the relaxation's answer lies in the band
+  (a wide band: min_ratio 0.8), nothing at least as slow is more probable."""
+  checked = 0
+  for seed in range(12):
+    logits, costs, bias = _problem(seed)
+    rows, archs = _enumerate(logits, costs, bias)
+    lats = np.array([a[1] for a in archs])
+    mode = max(archs, key=lambda a: a[0])
+    target = float(mode[1] + 0.5 * (lats.max() - mode[1]))
+    if mode[1] >= 0.8 * target:
+      continue
+    choice, latency = hooks.constrained_mode(logits, costs, bias, target, 0.8)
+    found = next(a for a in archs if a[2] == _as_tuple(rows, choice))
+    best_as_slow = max(a[0] for a in archs if a[1] >= latency - 1e-9)
+    if found[0] >= best_as_slow - 1e-6:
+      checked += 1
+    else:  # not the relaxation's answer: then it must be a repair next to the jump, in the band
+      assert 0.8 * target <= latency <= target
+  assert checked >= 6, checked
 
 
 def test_min_ratio_lands_in_the_band_when_the_relaxation_reaches_it():

@@ -168,9 +168,11 @@ def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float, 
     is more probable. A target is a budget: when the accuracy term no longer pulls phi
     (a multiplier at 0, an accuracy signal at chance), the mode can sit far under it and give
     away accuracy the budget allowed; p_phi's preferences decide which choices take it up.
-    If the relaxation's step jumps over the band (the next architecture is above ``T``), or
-    even the slowest choices stay below ``rho T``, the answer is the slowest one it reaches
-    that still meets ``T``.
+    If the slowest choices stay below ``rho T``, the answer is the slowest architecture.
+  * The relaxation reaches only the knapsack's convex hull: when one of its steps jumps over
+    the band (from below ``rho T`` to above ``T``), the most probable architecture one
+    categorical away from either side of the jump that lands in the band replaces the
+    answer; if there is none, the answer is the side that meets ``T``.
 
   The result is optimal among the architectures the relaxation reaches (the knapsack's
   convex hull). None when even the fastest choices miss ``T``.
@@ -200,8 +202,13 @@ def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float, 
     return choose(hi), choose(lo)
 
   floor = min_ratio * target_ms
+  low = min_ratio > 0.0  # is there a floor to reach?
+
+  def in_band(lat):
+    return lat <= target_ms and (not low or lat >= floor)
+
   z, latency = choose(0.0)
-  if latency <= target_ms and (min_ratio <= 0.0 or latency >= floor):
+  if in_band(latency):
     return z, latency
   if latency > target_ms:
     hi = 1.0
@@ -209,15 +216,50 @@ def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float, 
       hi *= 4.0
       if hi > 1e12:  # every categorical at its fastest choice and still above the target
         return None
-    return bisect(0.0, hi, lambda lat: lat <= target_ms)[0]
-  # Below the band: mu < 0 trades probability for latency until the floor is reached.
-  lo = -1.0
-  while choose(lo)[1] < floor and lo > -1e12:
-    lo *= 4.0
-  (slow, slow_lat), (fast, fast_lat) = bisect(0.0, lo, lambda lat: lat >= floor)
-  if slow_lat <= target_ms:
-    return slow, slow_lat
-  return fast, fast_lat
+    (found, found_lat), other = bisect(0.0, hi, lambda lat: lat <= target_ms)
+  else:
+    # Below the band: mu < 0 trades probability for latency until the floor is reached.
+    lo = -1.0
+    while choose(lo)[1] < floor and lo > -1e12:
+      lo *= 4.0
+    (slow, slow_lat), (found, found_lat) = bisect(0.0, lo, lambda lat: lat >= floor)
+    if slow_lat <= target_ms:
+      return slow, slow_lat
+    other = (slow, slow_lat)
+  if low and found_lat < floor:
+    # The relaxation stepped over the band (one categorical's switch costs more than the
+    # band is wide). The most probable single-choice change of either neighbour that lands
+    # in the band, if any, beats the answer below the floor.
+    repaired = _best_single_change([(found, found_lat), other], logp, costs, names, floor, target_ms)
+    if repaired is not None:
+      return repaired
+  return found, found_lat
+
+
+def _best_single_change(starts, logp, costs, names, floor, target_ms):
+  """The most probable architecture one categorical away from one of ``starts`` whose additive
+  latency lies in ``[floor, target_ms]``, with that latency; None if there is none."""
+  best, best_lp = None, -np.inf
+  for z, lat in starts:
+    lp = sum(float(np.take_along_axis(logp[n], z[n][..., None], -1).sum()) for n in names)
+    for n in names:
+      cur_cost = np.take_along_axis(costs[n], z[n][..., None], -1)
+      cur_lp = np.take_along_axis(logp[n], z[n][..., None], -1)
+      new_lat = lat + (costs[n] - cur_cost)    # [..., K]: change this row to choice k
+      new_lp = lp + (logp[n] - cur_lp)
+      ok = (new_lat >= floor) & (new_lat <= target_ms)
+      if not ok.any():
+        continue
+      flat = np.where(ok, new_lp, -np.inf).reshape(-1)
+      i = int(np.argmax(flat))
+      if flat[i] > best_lp:
+        row_shape = np.shape(costs[n])[:-1]
+        k = i % np.shape(costs[n])[-1]
+        row = np.unravel_index(i // np.shape(costs[n])[-1], row_shape) if row_shape else ()
+        changed = {m: np.array(z[m], copy=True) for m in names}
+        changed[n][row] = k
+        best, best_lp = (changed, float(new_lat.reshape(-1)[i])), float(flat[i])
+  return best
 
 
 def one_hot_logits(choice: dict[str, np.ndarray], like: PyTree) -> dict[str, np.ndarray]:
