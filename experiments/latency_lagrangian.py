@@ -38,6 +38,9 @@ import matplotlib.pyplot as plt
 
 PARTS = {
     "lut": {"variant": "quick_lut", "targets": [40.0, 50.0, 60.0, 80.0]},
+    # Milliseconds of the machine that measures: 1.9/2.2/2.5 fit the Intel Xeon of 2026-11-30
+    # (random architectures 1.97-3.46 ms); the AMD EPYC of 2026-12-01 ran --targets=1.0,1.1,1.2
+    # (random architectures about 0.85-1.3 ms). Read the range from a run's latency/surrogate_report.json.
     "probe": {"variant": "quick", "targets": [1.9, 2.2, 2.5]},
 }
 SEARCH_WIDTHS = "16,8,16,16,24,32,48,64,128"   # the :quick supernet's widths (retrained as they are)

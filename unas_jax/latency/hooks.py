@@ -174,8 +174,9 @@ def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float, 
     categorical away from either side of the jump that lands in the band replaces the
     answer; if there is none, the answer is the side that meets ``T``.
 
-  The result is optimal among the architectures the relaxation reaches (the knapsack's
-  convex hull). None when even the fastest choices miss ``T``.
+  Without the repair the result is optimal among the architectures the relaxation reaches
+  (the knapsack's convex hull); the repair is a local search, not an optimum. None when even
+  the fastest choices miss ``T``.
 
   Returns:
     ``({name: chosen index per row, shaped like the leaf without its last axis}, latency)``.
