@@ -111,6 +111,7 @@ RANGES: dict[str, Range] = {
     "latency.damping": NON_NEGATIVE,
     "latency.ratio": PROBABILITY_MASS,       # E[lat] held to ratio * target, ratio in (0, 1]
     "latency.min_ratio": Range(0.0, 1.0, high_open=True),  # selection's floor, min_ratio * target; 0: off
+    "latency.verify_rounds": _int(0),        # selection's measurements; 0: by the surrogate alone
     "latency.blocks_calibration_archs": _int(1),
     "latency.blocks_test_archs": _int(2),    # a rank correlation needs two
     # search supernets

@@ -237,6 +237,58 @@ def constrained_mode(logits: PyTree, costs: dict[str, np.ndarray], bias: float, 
   return found, found_lat
 
 
+def measured_selection(logits: PyTree, costs: dict[str, np.ndarray], bias: float, target_ms: float,
+                       min_ratio: float, measure_fn: Callable[[dict[str, np.ndarray]], float],
+                       rounds: int) -> tuple[dict[str, np.ndarray], list[dict]] | None:
+  r""":func:`constrained_mode`, checked by measuring its answer and re-solved where the surrogate erred.
+
+  The additive surrogate ``g(z) = b + sum_i l_i(z_i)`` is fitted over random architectures;
+  near the answer its error ``e(z) = lat(z) - g(z)`` can be as wide as the band
+  ``[min_ratio T, T]`` itself (on a CPU probe, held-out MAE of about half the band). Round
+  ``r`` measures the answer ``z_r``; round ``r + 1`` solves the knapsack again with the
+  intercept shifted by the last error,
+
+  .. math:: b_{r+1} = b_r + (\mathrm{lat}(z_r) - g_r(z_r)),
+
+  so the surrogate agrees with the measurement at the last answer, until a measured latency
+  lies in the band, an answer repeats, or ``rounds`` architectures were measured.
+
+  Returns:
+    ``(choice, trail)``: the first answer whose measured latency is in the band; else the
+    slowest measured one that meets ``T``; else the fastest measured. ``trail``: one
+    ``{"predicted_ms", "measured_ms", "bias_ms"}`` per measured answer, in order (``predicted_ms``
+    by the shifted surrogate of that round). None when the first solve finds nothing (the
+    target is below every architecture the surrogate prices).
+  """
+  floor = min_ratio * target_ms
+  shifted, trail, answers, seen = float(bias), [], [], set()
+  for _ in range(max(int(rounds), 1)):
+    found = constrained_mode(logits, costs, shifted, target_ms, min_ratio)
+    if found is None:  # the shift priced every architecture above the target
+      break
+    choice, predicted = found
+    key = tuple(np.asarray(choice[n]).tobytes() for n in sorted(choice))
+    if key in seen:  # the shift no longer changes the answer
+      break
+    seen.add(key)
+    measured = float(measure_fn(choice))
+    trail.append({"predicted_ms": float(predicted), "measured_ms": measured, "bias_ms": shifted})
+    answers.append((choice, measured))
+    if floor <= measured <= target_ms:
+      return choice, trail
+    shifted += measured - predicted
+  if not answers:
+    return None
+  meets = [a for a in answers if a[1] <= target_ms]
+  choice = max(meets, key=lambda a: a[1])[0] if meets else min(answers, key=lambda a: a[1])[0]
+  return choice, trail
+
+
+def one_hot_arch(choice: dict[str, np.ndarray], like: PyTree) -> dict[str, np.ndarray]:
+  """The architecture ``choice`` as one-hot leaves ``[1, *like[n].shape]`` (a batch of one, float32)."""
+  return {n: np.eye(np.shape(like[n])[-1], dtype=np.float32)[np.asarray(z)][None] for n, z in choice.items()}
+
+
 def _best_single_change(starts, logp, costs, names, floor, target_ms):
   """The most probable architecture one categorical away from one of ``starts`` whose additive
   latency lies in ``[floor, target_ms]``, with that latency; None if there is none."""

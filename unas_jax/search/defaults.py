@@ -80,6 +80,11 @@ def latency_block() -> ml_collections.ConfigDict:
       # pulls) gives away what the budget allowed. 0: only the target is enforced.
       "selection": "constrained_mode",
       "min_ratio": 0.9,
+      # constrained_mode: measure the selected architecture and, outside the band, solve again
+      # with the surrogate shifted by its error there, at most this many measurements (0: judge
+      # by the surrogate alone). A fitted surrogate's error can be as wide as the band (CPU probe:
+      # held-out MAE about half of it); a table source measures exactly, so one round fixes its fit's bias.
+      "verify_rounds": 4,
       "ridge_lambda": 1.0,           # the latency surrogate (RELAX's control): ridge penalty of its fit ...
       "surrogate_seed": 0,           # ... and the seed of its train/held-out split
       "reserve_device": False,       # True: each process keeps its last local device out of the mesh and times on it

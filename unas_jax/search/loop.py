@@ -395,7 +395,7 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
             f"(sd {last_eval['random_archs_val_acc_std']:.4f}, best "
             f"{max(last_eval['random_archs_val_acc']):.4f}); chance {last_eval['chance_acc']:.4f}. "
             f"phi entropy {entropy_start:.3f} at step {start_step} -> {last_eval['entropy']:.3f} nats.", flush=True)
-  found_phi, mode_genotype = _found_phi(space, latency, config, _host(state.phi))
+  found_phi, mode_genotype, selection_trail = _found_phi(space, latency, config, _host(state.phi))
   genotype = _write_outputs(space, found_phi, run.history, outputs, workdir)
   summary = {"steps": total_steps, "final_eval": last_eval, "genotype": os.path.join(outputs, "genotype.json"),
              "compile_seconds": compile_seconds, "pictures": sorted(
@@ -404,18 +404,22 @@ def _run_search(config: ml_collections.ConfigDict, workdir: str, space: SearchSp
     # The found architecture is the mode of p_phi: does it meet the target, and by how much
     # does it undershoot it (latency / target)?
     summary["latency"] = {**latency.mode_report(genotype), "multiplier": float(_host(state.latency_lambda)),
-                          "selection": config.latency.selection if mode_genotype is not None else "mode"}
-    if mode_genotype is not None:  # the mode missed the target: report it beside the selected one
+                          "selection": config.latency.selection if mode_genotype is not None else "mode",
+                          "selection_trail": selection_trail}
+    if mode_genotype is not None:  # the mode missed the band: report it beside the selected one
       summary["latency"]["mode"] = latency.mode_report(mode_genotype)
     if is_main:
       r = summary["latency"]
+      band = f"[{config.latency.min_ratio:g}, 1] x target"
+      if selection_trail:
+        print("Selection (the surrogate's answer, measured; the next round shifts the surrogate by the error): " +
+              "; ".join(f"{t['predicted_ms']:.3f} ms predicted, {t['measured_ms']:.3f} measured"
+                        for t in selection_trail), flush=True)
       if "mode" in r:
         m = r["mode"]
-        # The selection judged the mode by the surrogate (predicted_ms), not by its measurement.
-        why = ("misses the target by the surrogate" if m["predicted_ms"] > m["target_ms"] else
-               f"uses less than latency.min_ratio={config.latency.min_ratio:g} of it by the surrogate")
-        print(f"The mode of p_phi {why} ({m['measured_ms']:.3f} ms, ratio {m['ratio']:.3f}); the found "
-              f"architecture is the most probable one within [min_ratio, 1] x target by the surrogate "
+        print(f"The mode of p_phi ({m['measured_ms']:.3f} ms measured, {m['predicted_ms']:.3f} ms by the surrogate, "
+              f"ratio {m['ratio']:.3f}) is not the found architecture: that is the selection's most probable "
+              f"architecture within {band}, judged {'by measurement' if selection_trail else 'by the surrogate'} "
               f"(latency.selection=constrained_mode)", flush=True)
       print(f"Latency of the found architecture: {r['measured_ms']:.3f} ms, target {r['target_ms']:.3f} ms, "
             f"ratio {r['ratio']:.3f} ({'meets' if r['meets_target'] else 'MISSES'} the target)", flush=True)
@@ -469,28 +473,40 @@ def _random_baseline(eval_step, state, dataset, mesh, global_batch, num: int, se
 
 
 def _found_phi(space, latency, config, phi):
-  """``(phi whose mode is the found architecture, the mode's genotype if it was replaced)``.
+  """``(phi whose mode is the found architecture, the mode's genotype if it was replaced, trail)``.
 
   With a target (hinge or lagrangian) and ``latency.selection=constrained_mode``, a mode of
-  ``p_phi`` whose surrogate latency misses the target, or lies under ``min_ratio`` of it, is
-  replaced by the most probable architecture within ``[min_ratio * target, target]``
-  (:func:`unas_jax.latency.hooks.constrained_mode`); otherwise the found architecture is the
-  mode (``None`` second).
+  ``p_phi`` whose latency misses the target, or lies under ``min_ratio`` of it, is replaced by
+  the most probable architecture within ``[min_ratio * target, target]``
+  (:func:`unas_jax.latency.hooks.constrained_mode`), judged by the surrogate and, with
+  ``latency.verify_rounds > 0``, checked by measuring the answer and re-solved with the
+  surrogate shifted by its error there (:func:`unas_jax.latency.hooks.measured_selection`;
+  ``trail``: those measurements). Otherwise the found architecture is the mode (``None``
+  second).
   """
   lc = config.get("latency")
   if (latency is None or lc is None or not lc.enabled or lc.penalty not in latency_hooks.TARGET_PENALTIES
       or lc.selection == "mode"):
-    return phi, None
+    return phi, None, []
   logits = space.softened(phi)  # what space.genotype reads
   costs, bias = latency_hooks.choice_costs(latency.control_fn, latency.control_params(), logits)
-  found = latency_hooks.constrained_mode(logits, costs, bias, float(lc.target_ms), float(lc.min_ratio))
+  target, min_ratio = float(lc.target_ms), float(lc.min_ratio)
+  if int(lc.verify_rounds) > 0:
+    # latency.measure is a collective on several processes: every process runs this loop on
+    # the same phi and surrogate, and receives process 0's measurements.
+    measure = lambda choice: float(latency.measure(latency_hooks.one_hot_arch(choice, logits))[0])  # noqa: E731
+    found = latency_hooks.measured_selection(logits, costs, bias, target, min_ratio, measure,
+                                             int(lc.verify_rounds))
+  else:
+    found = latency_hooks.constrained_mode(logits, costs, bias, target, min_ratio)
+    found = None if found is None else (found[0], [])
   if found is None:  # the target is below every architecture the surrogate prices (checked at start-up)
-    return phi, None
-  choice, _ = found
+    return phi, None, []
+  choice, trail = found
   mode = {n: np.argmax(np.asarray(logits[n]), -1) for n in choice}
   if all(np.array_equal(mode[n], choice[n]) for n in choice):
-    return phi, None
-  return latency_hooks.one_hot_logits(choice, logits), space.genotype(phi)
+    return phi, None, trail
+  return latency_hooks.one_hot_logits(choice, logits), space.genotype(phi), trail
 
 
 def _write_outputs(space, phi, history, outputs, workdir):
