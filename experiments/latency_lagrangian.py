@@ -40,7 +40,9 @@ PARTS = {
     "lut": {"variant": "quick_lut", "targets": [40.0, 50.0, 60.0, 80.0]},
     # Milliseconds of the machine that measures: 1.9/2.2/2.5 fit the Intel Xeon of 2026-11-30
     # (random architectures 1.97-3.46 ms); the AMD EPYC of 2026-12-01 ran --targets=1.0,1.1,1.2
-    # (random architectures about 0.85-1.3 ms). Read the range from a run's latency/surrogate_report.json.
+    # (random architectures about 0.85-1.3 ms); the Xeon of 2026-12-06 measured 100 random architectures
+    # at 2.19-5.24 ms (median 3.66, min of 12 runs) and ran --targets=2.5,3.0,3.5. Machines differ:
+    # read the range from a first run's latency/latency_cache.jsonl (min_ms) before choosing targets.
     "probe": {"variant": "quick", "targets": [1.9, 2.2, 2.5]},
 }
 SEARCH_WIDTHS = "16,8,16,16,24,32,48,64,128"   # the :quick supernet's widths (retrained as they are)
@@ -145,16 +147,20 @@ def load_rows(out: str) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
   lines = ["| part | penalty | target | seed | found arch. latency | latency / target | meets | "
-           "p_phi's mode: latency / target | search-val acc. (mode) | retrained top-1 | final multiplier |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "p_phi's mode: latency / target | surrogate's answer (round 1): latency / target | measured rounds | "
+           "search-val acc. (mode) | retrained top-1 | final multiplier |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in sorted(rows, key=lambda r: (r["part"], r["penalty"], r["target_ms"], r["seed"])):
-    top1 = r.get("retrained_top1")
+    top1, trail = r.get("retrained_top1"), r.get("selection_trail") or []
+    # latency.verify_rounds: round 1 is the selection by the surrogate alone, measured
+    first = f"{trail[0]['measured_ms'] / r['target_ms']:.3f}" if trail else "-"
+    lam = f"{r['multiplier'][-1][1]:.3g}" if r["multiplier"] else "-"
     lines.append(f"| {r['part']} | {r['penalty']} | {r['target_ms']:g} ms | {r['seed']} | {r['measured_ms']:.2f} ms | "
                  f"{r['ratio']:.3f} | {'yes' if r['meets_target'] else 'no'} | "
                  # the mode is reported apart only when latency.selection replaced it
-                 f"{r['mode']['ratio'] if 'mode' in r else r['ratio']:.3f} | {r['search_val_acc']:.3f} | "
-                 f"{'-' if top1 is None else f'{100 * top1:.1f}%'} | "
-                 f"{r['multiplier'][-1][1] if r['multiplier'] else '-'} |")
+                 f"{r['mode']['ratio'] if 'mode' in r else r['ratio']:.3f} | {first} | {len(trail)} | "
+                 f"{r['search_val_acc']:.3f} | {'-' if top1 is None else f'{100 * top1:.1f}%'} | "
+                 f"{lam} |")
   return "\n".join(lines)
 
 

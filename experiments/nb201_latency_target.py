@@ -63,7 +63,8 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
   # "lagrangian-mode-hinge-constrained_mode" (latency.selection=constrained_mode: the found cell is
   # the most probable one whose surrogate latency meets the target),
   # "lagrangian-mode-hinge-constrained_mode-0.9" (latency.min_ratio=0.9: ... and uses at least 0.9
-  # of it). The settings a label leaves out are the defaults of the day it ran (command.sh dates
+  # of it), "...-0.9-0" (latency.verify_rounds=0: judged by the surrogate alone; the default since
+  # 2026-12-06 is 4 measured rounds, the table's look-ups here). The settings a label leaves out are the defaults of the day it ran (command.sh dates
   # each invocation; min_ratio did not exist before 2026-12-01, i.e. 0).
   parts = penalty.split("-")
   config.latency.penalty = parts[0]
@@ -75,6 +76,8 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
     config.latency.selection = parts[3]
   if len(parts) > 4:
     config.latency.min_ratio = float(parts[4])
+  if len(parts) > 5:
+    config.latency.verify_rounds = int(parts[5])
   config.latency.target_ms = target
   workdir = os.path.join(args.workdirs, f"{penalty}_seed{seed}")
   t0 = time.time()
@@ -86,7 +89,8 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
           "benchmark": summary["benchmark"], "latency": summary["latency"], "parameter_free": summary["parameter_free"],
           "expected_ms_curve": curve, "wall_s_this_process": time.time() - t0, "steps": summary["steps"],
           "settings": {k: config.latency[k] for k in ("penalty", "c", "constraint", "lagrangian_term", "selection",
-                                                        "lambda_lr", "damping", "ratio", "min_ratio")}}
+                                                        "lambda_lr", "damping", "ratio", "min_ratio",
+                                                        "verify_rounds")}}
 
 
 def aggregate(args, target: float) -> dict:
