@@ -244,41 +244,67 @@ def measured_selection(logits: PyTree, costs: dict[str, np.ndarray], bias: float
 
   The additive surrogate ``g(z) = b + sum_i l_i(z_i)`` is fitted over random architectures;
   near the answer its error ``e(z) = lat(z) - g(z)`` can be as wide as the band
-  ``[min_ratio T, T]`` itself (on a CPU probe, held-out MAE of about half the band). Round
-  ``r`` measures the answer ``z_r``; round ``r + 1`` solves the knapsack again with the
-  intercept shifted by the last error,
+  ``[min_ratio T, T]`` itself (on a CPU probe, held-out MAE of about half the band). The
+  knapsack is solved with the intercept shifted, ``b + o``: a larger ``o`` prices every
+  architecture slower, so the answer ``z(o)`` gets faster. Round ``r`` measures ``z(o_r)``:
 
-  .. math:: b_{r+1} = b_r + (\mathrm{lat}(z_r) - g_r(z_r)),
+  * in the band: that is the answer;
+  * above ``T``: ``o_r`` is a lower bound for ``o``; under ``min_ratio T``: an upper bound;
+  * the next shift makes the surrogate agree with the measurement,
+    :math:`o_{r+1} = o_r + (\mathrm{lat}(z_r) - g_{o_r}(z_r))`, unless that leaves the
+    bracket of the bounds found so far, or repeats an answer already measured: then the
+    bracket's midpoint (bisection on ``o``).
 
-  so the surrogate agrees with the measurement at the last answer, until a measured latency
-  lies in the band, an answer repeats, or ``rounds`` architectures were measured.
+  At most ``rounds`` architectures are measured (a repeated answer costs nothing).
 
   Returns:
     ``(choice, trail)``: the first answer whose measured latency is in the band; else the
     slowest measured one that meets ``T``; else the fastest measured. ``trail``: one
-    ``{"predicted_ms", "measured_ms", "bias_ms"}`` per measured answer, in order (``predicted_ms``
-    by the shifted surrogate of that round). None when the first solve finds nothing (the
-    target is below every architecture the surrogate prices).
+    ``{"predicted_ms", "measured_ms", "bias_ms"}`` per measured answer, in order
+    (``predicted_ms`` by the shifted surrogate ``b + o`` of that round, ``bias_ms = b + o``).
+    None when the unshifted solve finds nothing (the target is below every architecture the
+    surrogate prices).
   """
   floor = min_ratio * target_ms
-  shifted, trail, answers, seen = float(bias), [], [], set()
-  for _ in range(max(int(rounds), 1)):
-    found = constrained_mode(logits, costs, shifted, target_ms, min_ratio)
-    if found is None:  # the shift priced every architecture above the target
-      break
-    choice, predicted = found
-    key = tuple(np.asarray(choice[n]).tobytes() for n in sorted(choice))
-    if key in seen:  # the shift no longer changes the answer
-      break
-    seen.add(key)
-    measured = float(measure_fn(choice))
-    trail.append({"predicted_ms": float(predicted), "measured_ms": measured, "bias_ms": shifted})
-    answers.append((choice, measured))
-    if floor <= measured <= target_ms:
-      return choice, trail
-    shifted += measured - predicted
-  if not answers:
-    return None
+  offset, low, high = 0.0, -np.inf, np.inf  # the shift, and the bracket the measurements put it in
+  trail, measured = [], {}  # measured: answer's key -> (choice, latency)
+  for _ in range(8 * max(int(rounds), 1)):  # solves; a repeated answer costs no measurement
+    found = constrained_mode(logits, costs, bias + offset, target_ms, min_ratio)
+    if found is None:  # shifted so far that every architecture is priced above the target
+      if not trail:
+        return None
+      high = offset
+    else:
+      choice, predicted = found
+      key = tuple(np.asarray(choice[n]).tobytes() for n in sorted(choice))
+      if key not in measured:
+        if len(trail) >= int(rounds):
+          break
+        lat = float(measure_fn(choice))
+        measured[key] = (choice, lat)
+        trail.append({"predicted_ms": float(predicted), "measured_ms": lat, "bias_ms": float(bias + offset)})
+        if floor <= lat <= target_ms:
+          return choice, trail
+        step = lat - predicted
+      else:
+        step = None  # seen: its measurement moves the bracket, not the shift
+      lat = measured[key][1]
+      if lat > target_ms:
+        low = max(low, offset)
+      elif lat < floor:
+        high = min(high, offset)
+      if step is not None and low < offset + step < high:
+        offset += step
+        continue
+    if np.isfinite(low) and np.isfinite(high):
+      if high - low < 1e-9 * max(1.0, abs(target_ms)):
+        break
+      offset = 0.5 * (low + high)
+    elif np.isfinite(low):  # only too slow so far: shift up by at least the band's width
+      offset = low + max(target_ms - floor, 1e-3 * target_ms)
+    else:  # only too fast so far
+      offset = high - max(target_ms - floor, 1e-3 * target_ms)
+  answers = list(measured.values())
   meets = [a for a in answers if a[1] <= target_ms]
   choice = max(meets, key=lambda a: a[1])[0] if meets else min(answers, key=lambda a: a[1])[0]
   return choice, trail
