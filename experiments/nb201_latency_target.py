@@ -64,8 +64,9 @@ def run_one(args, penalty: str, seed: int, target: float) -> dict:
   # the most probable one whose surrogate latency meets the target),
   # "lagrangian-mode-hinge-constrained_mode-0.9" (latency.min_ratio=0.9: ... and uses at least 0.9
   # of it), "...-0.9-0" (latency.verify_rounds=0: judged by the surrogate alone; the default since
-  # 2026-12-06 is 4 measured rounds, the table's look-ups here). The settings a label leaves out are the defaults of the day it ran (command.sh dates
-  # each invocation; min_ratio did not exist before 2026-12-01, i.e. 0).
+  # 2026-12-06 is 4 measured rounds, the table's look-ups here). The settings a label leaves out
+  # are the defaults of the day it ran (command.sh dates each invocation; min_ratio did not exist
+  # before 2026-12-01, i.e. 0; verify_rounds before 2026-12-06, i.e. 0).
   parts = penalty.split("-")
   config.latency.penalty = parts[0]
   if len(parts) > 1:

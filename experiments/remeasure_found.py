@@ -14,40 +14,33 @@ repeats, as latency / target. Run it alone on the machine that ran the searches.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 
 import numpy as np
 
+from unas_jax.config import load_config_file
 from unas_jax.latency import probe as probe_lib
 from unas_jax.latency import proxyless_source
 from unas_jax.spaces import proxyless as space
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-
-
-def quick_config():
-  """``configs/proxyless_latency.py:quick``: the probe settings of the searches."""
-  spec = importlib.util.spec_from_file_location("proxyless_latency", os.path.join(ROOT, "configs", "proxyless_latency.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config("quick")
+NUM_CLASSES = 10  # the :quick searches' digits (the probe times the network with its classifier)
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("results", nargs="+", help="result JSONs of experiments/latency_lagrangian.py (part probe)")
   parser.add_argument("--repeats", type=int, default=3)
-  parser.add_argument("--out", default="", help="write the table and figures as JSON here")
+  parser.add_argument("--out", default="", help="also write the re-timed ratios as JSON here")
   args = parser.parse_args()
-  config = quick_config()
+  config = load_config_file(os.path.join(ROOT, "configs", "proxyless_latency.py") + ":quick")
   lc = config.latency
   rows = [json.load(open(p)) for p in args.results]
   genotypes = [space.ProxylessGenotype.from_dict(r["genotype"]) for r in rows]
   repeats = []
   for i in range(args.repeats):
-    probe = probe_lib.LatencyProbe(None, proxyless_source.probe_config(config, 10))  # no cache: time afresh
+    probe = probe_lib.LatencyProbe(None, proxyless_source.probe_config(config, NUM_CLASSES))  # no cache: time afresh
     ms = probe.measure_many(genotypes, rounds=lc.rounds, chunk_size=lc.chunk_size, seed=i)
     repeats.append([m.min_ms if lc.statistic == "min" else m.median_ms for m in ms])
     probe.close()
