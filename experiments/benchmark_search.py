@@ -84,6 +84,12 @@ def _quiet_line(name: str, q: dict) -> str:
           f"{q['wall_s']:.0f} s ({verdict}); load average {q['load_avg'][0]:.2f}; busiest others: {others}")
 
 
+def _own_cpu_seconds() -> float:
+  """User + system CPU seconds of this process (all its threads): less sensitive to other load than wall time."""
+  r = resource.getrusage(resource.RUSAGE_SELF)
+  return r.ru_utime + r.ru_stime
+
+
 def _median_time(fn, *args, repeats):
   times = []
   for _ in range(repeats):
@@ -109,13 +115,14 @@ def main(argv):
   quiet = {}
   check = QuietCheck()
   check.start()
-  t = time.perf_counter()
+  t, cpu = time.perf_counter(), _own_cpu_seconds()
   latency_ms, control = loop.latency_inputs(setup, state, control)
   state, metrics = setup.search_step(state, bt, bv, latency_ms, control)
   jax.block_until_ready(state)
-  compile_s = time.perf_counter() - t
+  compile_s, compile_cpu_s = time.perf_counter() - t, _own_cpu_seconds() - cpu
   quiet["compile"] = check.stop()
   check.start()
+  cpu = _own_cpu_seconds()
   step_times = []
   for _ in range(_STEPS.value):
     t = time.perf_counter()
@@ -124,12 +131,14 @@ def main(argv):
     jax.block_until_ready(state)
     step_times.append(time.perf_counter() - t)
   step_s = float(np.median(step_times))
+  step_cpu_s = (_own_cpu_seconds() - cpu) / max(1, _STEPS.value)
   quiet["steps"] = check.stop()
   rows = {"config": f"{config.model.cells} cells, {config.model.channels} ch, batch {batch}, "
                     f"{x_t.shape[1]}x{x_t.shape[2]}, ops {config.model.ops}, {cfg.estimator} + L_{cfg.objective}, "
                     f"{cfg.sampling}",
           "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
-          "compile_s": compile_s, "step_median_s": step_s, "step_times_s": step_times,
+          "compile_s": compile_s, "compile_cpu_s": compile_cpu_s, "step_cpu_mean_s": step_cpu_s,
+          "xla_flags": os.environ.get("XLA_FLAGS", ""), "step_median_s": step_s, "step_times_s": step_times,
           "images_per_s": batch / step_s}
 
   if _PARTS.value:
@@ -163,9 +172,10 @@ def main(argv):
   rows["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
   print(f"search step benchmark: {rows['config']} on {rows['devices']}")
-  print(f"  compile (first step)     {rows['compile_s']:8.1f} s")
+  print(f"  XLA_FLAGS                {rows['xla_flags'] or '(none)'}")
+  print(f"  compile (first step)     {rows['compile_s']:8.1f} s   [{rows['compile_cpu_s']:.1f} CPU s of this process]")
   print(f"  step (median of {len(step_times)})      {rows['step_median_s']:8.3f} s   "
-        f"[min {min(step_times):.3f}, max {max(step_times):.3f}]")
+        f"[min {min(step_times):.3f}, max {max(step_times):.3f}; mean {rows['step_cpu_mean_s']:.3f} CPU s]")
   print(f"  throughput               {rows['images_per_s']:8.1f} images/s")
   for name, p in rows.get("parts", {}).items():
     print(f"  part: {name:38s} {p['median_s']:7.3f} s (compile {p['compile_s']:.1f} s)")
