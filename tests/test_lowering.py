@@ -141,32 +141,3 @@ def test_count_ops_reads_the_text():
   assert c == {"conditionals": 1, "while_loops": 1, "host_callbacks": 1,
                "custom_calls": {"xla_ffi_python_gpu_callback": 1}, "float64_ops": 1,
                "convolutions": {"bf16": 1}, "total_ops": 5}
-
-
-def test_cpu_steps_compile_with_the_cpu_options_and_accelerators_with_none(monkeypatch):
-  """LLVM's level 1 for XLA:CPU steps only; XLA_FLAGS overrides it; GPU/TPU meshes get no options."""
-  import types
-  import numpy as np
-  from unas_jax.parallel import mesh as mesh_lib
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
-  cpu = mesh_lib.make_mesh(1)
-  assert mesh_lib.compiler_options(cpu) == {"xla_backend_optimization_level": 1}
-  for platform in ("gpu", "cuda", "tpu"):
-    fake = types.SimpleNamespace(devices=np.array([types.SimpleNamespace(platform=platform)]))
-    assert mesh_lib.compiler_options(fake) is None
-  monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=3")
-  assert mesh_lib.compiler_options(cpu) is None
-
-
-def test_the_options_reach_the_compile(monkeypatch):
-  """A step built by jit_state_step compiles with CPU_COMPILER_OPTIONS: an unknown option fails
-  the compile (the control: the same step without it runs)."""
-  from unas_jax.parallel import mesh as mesh_lib
-  monkeypatch.delenv("XLA_FLAGS", raising=False)
-  mesh = mesh_lib.make_mesh(1)
-  step = lambda state, x: (state + x, {"loss": jnp.sum(x)})  # noqa: E731
-  state, metrics = mesh_lib.jit_state_step(step, mesh)(jnp.zeros(3), jnp.ones(3))
-  assert float(metrics["loss"]) == 3.0
-  monkeypatch.setattr(mesh_lib, "CPU_COMPILER_OPTIONS", {"xla_no_such_option_for_this_test": 1})
-  with pytest.raises(Exception, match="xla_no_such_option_for_this_test"):
-    mesh_lib.jit_state_step(step, mesh)(jnp.zeros(3), jnp.ones(3))

@@ -154,7 +154,7 @@ def make_eval_step(model_def: functional.ModelDef, mesh):
 
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
                           out_specs=P(), check_vma=False)
-  return mesh_lib.jit(sharded, mesh)
+  return jax.jit(sharded)
 
 
 def evaluate(eval_step, w, stats, dataset, global_batch: int, mesh, split: str = "test") -> dict[str, float]:

@@ -8,7 +8,6 @@ semantics ``pmap`` had (docs/engineering.md section 1: no ``jax.pmap``).
 """
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -18,15 +17,6 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from unas_jax.errors import ConfigError
 
 DATA_AXIS = "data"
-
-# XLA:CPU only: LLVM's optimisation level for the compiled steps. XLA:CPU spends most of a
-# step's compile in LLVM (the 3-cell DARTS search step: HLO passes 11 s of 146 s, then IR
-# and machine code for ~2,400 kernels), and at the default level (3) a 5-cell search step
-# compiled in 290 s against 247 s at level 1 on a quiet 2-core Xeon, with no slower
-# steps (experiments/results/compile_flags/). Level 0 compiles faster still but its steps
-# ran 3.4x slower (experiments/results/compile_opt_level/). GPU and TPU compiles keep
-# their defaults. XLA_FLAGS=--xla_backend_optimization_level=N overrides it.
-CPU_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 def make_mesh(num_devices: int = 0, exclude: Sequence[jax.Device] = ()) -> Mesh:
@@ -67,30 +57,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def compiler_options(mesh: Mesh) -> dict[str, Any] | None:
-  """:data:`CPU_COMPILER_OPTIONS` when ``mesh`` is on CPU devices, else None (the backend's defaults).
-
-  None too when ``XLA_FLAGS`` sets the optimisation level itself: the user's choice wins.
-  """
-  if mesh.devices.flat[0].platform != "cpu":
-    return None
-  if "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
-    return None
-  return dict(CPU_COMPILER_OPTIONS)
-
-
-def jit(fn, mesh: Mesh, **kwargs):
-  """``jax.jit(fn, **kwargs)`` with :func:`compiler_options` for the mesh's platform."""
-  return jax.jit(fn, compiler_options=compiler_options(mesh), **kwargs)
-
-
 def jit_state_step(step_fn, mesh: Mesh):
   """``jax.jit`` of a ``(state, ...) -> (state, metrics)`` step: state donated, outputs replicated.
 
   Outputs are placed as :func:`put_replicated` places the initial state (``P()``), so
   every call sees inputs placed alike (otherwise they come back as ``P(None, ...)``).
   """
-  return jit(step_fn, mesh, donate_argnums=(0,), out_shardings=replicated(mesh))
+  return jax.jit(step_fn, donate_argnums=(0,), out_shardings=replicated(mesh))
 
 
 def batch_sharded(mesh: Mesh) -> NamedSharding:

@@ -623,4 +623,4 @@ def make_eval_step(model: SearchModel, mesh):
 
   sharded = jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P(), P(), P(DATA_AXIS), P(DATA_AXIS), P(DATA_AXIS)),
                           out_specs=P(), check_vma=False)
-  return mesh_lib.jit(sharded, mesh)
+  return jax.jit(sharded)
