@@ -29,7 +29,7 @@ def get_config(arg=None):
       "depthwise_impl": "auto",
       "kernels": "auto",          # auto (CPU kernels on the CPU backend, plain XLA ops elsewhere) | cpu | xla
       "dtype": "float32",         # compute dtype: float32 | bfloat16 | float16 (phi, w, BN stats stay float32)
-      "remat": "none",            # none | layer: jax.checkpoint each mixed layer, keeping conv outputs
+      "remat": "none",            # none | layer (keep conv outputs) | layer_inputs: jax.checkpoint each mixed layer
   })
   s = config.search
   s.estimator = "rebar"

@@ -69,9 +69,14 @@ def _counts(config, platforms):
   return out
 
 
-JOBS = {"darts_search": _darts_search, "proxyless_search": _proxyless_search,
+def _darts_search_remat(**model):
+  """model.remat=cell_inputs: the checkpointed cells' recomputation lowers without conditionals too."""
+  return _darts_search(**{"remat": "cell_inputs", **model})
+
+
+JOBS = {"darts_search": _darts_search, "darts_search_remat": _darts_search_remat, "proxyless_search": _proxyless_search,
         "proxyless_lagrangian_search": _proxyless_lagrangian_search, "evaluate": _evaluate}
-EXPECTED_STEPS = {"darts_search": {"search", "warmup", "eval"},
+EXPECTED_STEPS = {"darts_search": {"search", "warmup", "eval"}, "darts_search_remat": {"search", "warmup", "eval"},
                   "proxyless_search": {"search", "warmup", "eval", "probe"},
                   "proxyless_lagrangian_search": {"search", "warmup", "eval", "probe"},
                   "evaluate": {"train", "eval"}}
@@ -93,6 +98,8 @@ def test_accelerator_lowerings_have_no_conditionals_callbacks_or_float64(job):
     assert c["host_callbacks"] == 0, where
     assert c["float64_ops"] == 0, where
     assert sum(c["convolutions"].values()) > 0, where
+    if job == "darts_search_remat" and name in ("search", "warmup"):
+      assert c["optimization_barriers"] > 0, where  # the checkpointed cells are in the backward pass
 
 
 @pytest.mark.slow  # a second lowering of the DARTS search step (about a minute)

@@ -36,7 +36,7 @@ def model_block(space: str = "darts") -> ml_collections.ConfigDict:
       "depthwise_impl": "auto",
       "kernels": "auto",           # auto (CPU kernels on the CPU backend, plain XLA ops elsewhere) | cpu | xla
       "dtype": "float32",          # compute dtype: float32 | bfloat16 | float16 (parameters stay float32)
-      "remat": "none",             # none | cell (darts) | layer (proxyless)
+      "remat": "none",             # none | cell | cell_inputs (darts) | layer | layer_inputs (proxyless)
   })
 
 

@@ -32,7 +32,8 @@
   depthwise_impl 'auto' | 'slices' | 'xla' (:mod:`unas_jax.nn.depthwise`).
   kernels        'auto' | 'cpu' | 'xla' (:mod:`unas_jax.nn.kernels`).
   dtype          compute dtype 'float32' | 'bfloat16' | 'float16' (:mod:`unas_jax.nn.precision`).
-  remat          'none' | 'cell' (darts) | 'layer' (proxyless): ``jax.checkpoint`` keeping conv outputs.
+  remat          'none' | 'cell' | 'cell_inputs' (darts) | 'layer' | 'layer_inputs' (proxyless):
+                 ``jax.checkpoint`` keeping conv outputs, or only the block's inputs.
 """
 from __future__ import annotations
 
@@ -203,7 +204,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
     elif not isinstance(widths, str):
       widths = tuple(int(w) for w in widths)
     proxyless_space.resolve_widths(widths)
-    remat = precision.check_remat(remat, ("none", "layer"), "config.model.remat")
+    remat = precision.check_remat(remat, precision.PROXYLESS_REMAT, "config.model.remat")
     return ProxylessEvalNetwork(genotype=spec, widths=widths, dropout=dropout, depthwise_impl=impl, seed=seed,
                                 remat=remat, **compute)
 
@@ -221,7 +222,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   check_choice("config.model.aux_head_bn", aux_head_bn, ("auto", "true", "false"))
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
-  remat = precision.check_remat(remat, ("none", "cell"), "config.model.remat")
+  remat = precision.check_remat(remat, precision.DARTS_REMAT, "config.model.remat")
   return DartsEvalNetwork(genotype=genotype, network=network, channels=channels, num_cells=num_cells,
                           auxiliary=bool(model.auxiliary), aux_head_bn=bool(aux_head_bn),
                           depthwise_impl=impl, seed=seed, genotype_name=_genotype_label(spec), remat=remat, **compute)

@@ -60,7 +60,7 @@ from unas_jax.nn import precision
 from unas_jax.spaces import darts_genotype
 
 AUX_HEAD = "aux_head"  # the auxiliary head's subtree in ``w``
-REMAT = ("none", "cell")
+REMAT = precision.DARTS_REMAT
 
 
 class KeyStream:
@@ -215,7 +215,7 @@ class _DartsNetwork(nnx.Module):
     if self.remat == "none":
       return cell(s0, s1, train=train, key=key, drop_path_rate=drop_path_rate)
     run = lambda cell, s0, s1, key, rate: cell(s0, s1, train=train, key=key, drop_path_rate=rate)
-    return nnx.remat(run, policy=precision.remat_policy())(cell, s0, s1, key, drop_path_rate)
+    return nnx.remat(run, policy=precision.remat_policy(self.remat))(cell, s0, s1, key, drop_path_rate)
 
   def _build_cells(self, genotype: darts_genotype.Genotype, c_prev_prev: int, c_prev: int, channels: int,
                    num_cells: int, reduction_prev: bool, depthwise_impl: str, rngs: nnx.Rngs) -> tuple[int, int]:

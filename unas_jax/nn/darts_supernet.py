@@ -53,7 +53,7 @@ from unas_jax.spaces import darts_genotype
 
 
 MODES = ("batched", "reference")
-REMAT = ("none", "cell")
+REMAT = precision.DARTS_REMAT
 
 
 def _concat_kernels(kernels: Sequence[jax.Array]) -> jax.Array:
@@ -332,7 +332,8 @@ class DartsSupernet(nnx.Module):
     kernels: ``auto`` | ``cpu`` | ``xla`` (:mod:`unas_jax.nn.kernels`), entered around the forward pass.
     dtype: compute dtype, ``float32`` | ``bfloat16`` | ``float16`` (:mod:`unas_jax.nn.precision`);
       phi, w, BatchNorm statistics and the logits stay float32.
-    remat: ``none`` | ``cell``: ``jax.checkpoint`` each cell, keeping only convolution outputs.
+    remat: ``none`` | ``cell`` | ``cell_inputs``: ``jax.checkpoint`` each cell, keeping only
+      convolution outputs (``cell``) or only the cell's inputs (:mod:`unas_jax.nn.precision`).
     rngs: ``nnx.Rngs``; ``params`` initialises weights and phi.
 
   Call: ``model(x, arch, *, train, key=None, mode='batched')`` with ``x``
@@ -430,7 +431,7 @@ class DartsSupernet(nnx.Module):
     if self.remat == "none":
       return cell(s0, s1, weights, train=train, mode=mode)
     run = lambda cell, s0, s1, weights: cell(s0, s1, weights, train=train, mode=mode)
-    return nnx.remat(run, policy=precision.remat_policy())(cell, s0, s1, weights)
+    return nnx.remat(run, policy=precision.remat_policy(self.remat))(cell, s0, s1, weights)
 
   def _head(self, s1):
     """Global average pool and classifier in float32: float32 logits whatever the compute dtype."""

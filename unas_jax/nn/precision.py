@@ -11,12 +11,18 @@ parameters through the casts (the cast's transpose), so optimisers see float32.
 With ``float32`` every cast is a no-op and the program is unchanged.
 
 Rematerialisation (``jax.checkpoint``) of a cell (DARTS) or a layer
-(ProxylessNAS) keeps only the outputs of convolutions, named
-:data:`CONV_OUT` with ``checkpoint_name``, and recomputes the rest in the
-backward pass: BatchNorm, ReLU, the architecture-weighted sums of the supernets'
-mixed edges. Those are elementwise, cheap to recompute (a pass over memory)
-but each keeps a tensor as large as a conv output alive; the convolutions carry
-the FLOPs, so they are not recomputed.
+(ProxylessNAS), ``model.remat``:
+
+* ``cell`` / ``layer``: keep only the outputs of convolutions, named
+  :data:`CONV_OUT` with ``checkpoint_name``, and recompute the rest in the
+  backward pass: BatchNorm, ReLU, the architecture-weighted sums of the supernets'
+  mixed edges. Elementwise, cheap to recompute; the convolutions carry the FLOPs.
+  In the DARTS supernet the convolution outputs are most of what the backward
+  pass keeps, so this saves little there (``experiments/results/remat/``).
+* ``cell_inputs`` / ``layer_inputs``: keep nothing inside the block
+  (``nothing_saveable``): the backward pass keeps only each block's inputs and
+  reruns the block's forward before its backward, about one more forward pass
+  of the network for a peak of one block's activations instead of all blocks'.
 """
 from __future__ import annotations
 
@@ -37,6 +43,11 @@ def compute_dtype(name, field: str = "model.dtype") -> jnp.dtype:
   return jnp.dtype(DTYPES[key])
 
 
+# The model.remat values each network takes.
+DARTS_REMAT = ("none", "cell", "cell_inputs")
+PROXYLESS_REMAT = ("none", "layer", "layer_inputs")
+
+
 def check_remat(value: str, allowed: tuple[str, ...], field: str = "model.remat") -> str:
   return check_choice(field, value, allowed)
 
@@ -46,8 +57,10 @@ def conv_out(y: jax.Array) -> jax.Array:
   return checkpoint_name(y, CONV_OUT)
 
 
-def remat_policy():
-  """Save the named convolution outputs, recompute everything else."""
+def remat_policy(remat: str):
+  """``*_inputs``: save nothing inside the block; else save the named convolution outputs."""
+  if remat.endswith("_inputs"):
+    return jax.checkpoint_policies.nothing_saveable
   return jax.checkpoint_policies.save_only_these_names(CONV_OUT)
 
 

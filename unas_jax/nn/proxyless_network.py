@@ -91,11 +91,12 @@ class ProxylessNetwork(nnx.Module):
       depthwise_impl: see :mod:`unas_jax.nn.depthwise`.
       dtype: compute dtype (parameters, BatchNorm statistics and logits stay float32).
       kernels: ``auto`` | ``cpu`` | ``xla`` (:mod:`unas_jax.nn.kernels`).
-      remat: ``none`` | ``layer``: ``jax.checkpoint`` each MBConv layer, keeping convolution outputs.
+      remat: ``none`` | ``layer`` | ``layer_inputs``: ``jax.checkpoint`` each MBConv layer, keeping
+        convolution outputs (``layer``) or only the layer's input (:mod:`unas_jax.nn.precision`).
     """
     dtype = precision.compute_dtype(dtype)
     self.kernels = kernels_lib.check(kernels)
-    self.remat = precision.check_remat(remat, ("none", "layer"))
+    self.remat = precision.check_remat(remat, precision.PROXYLESS_REMAT)
     self.compute_dtype = dtype
     self.genotype = space.get_genotype(genotype)
     self.widths = space.resolve_widths(widths)
@@ -118,7 +119,8 @@ class ProxylessNetwork(nnx.Module):
         if self.remat == "none":
           x = self.layers[name](x, train=train)
         else:
-          x = nnx.remat(lambda layer, x: layer(x, train=train), policy=precision.remat_policy())(self.layers[name], x)
+          run = nnx.remat(lambda layer, x: layer(x, train=train), policy=precision.remat_policy(self.remat))
+          x = run(self.layers[name], x)
       return precision.to_float32(self.head(x, train=train, key=key))
 
 

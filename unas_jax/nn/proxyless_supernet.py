@@ -43,7 +43,7 @@ from unas_jax.nn.functional import ArchParam
 from unas_jax.spaces import proxyless as space
 
 ZERO_DROPOUT = 0.1
-REMAT = ("none", "layer")
+REMAT = precision.PROXYLESS_REMAT
 
 
 class MixedLayer(nnx.Module):
@@ -97,7 +97,8 @@ class ProxylessSupernet(nnx.Module):
         BatchNorm statistics and the logits stay float32 (:mod:`unas_jax.nn.precision`).
       phi_init_scale: ``phi`` starts at ``scale * N(0, 1)`` (0: uniform, as the reference).
       kernels: ``auto`` | ``cpu`` | ``xla`` (:mod:`unas_jax.nn.kernels`), entered around the forward pass.
-      remat: ``none`` | ``layer``: ``jax.checkpoint`` each mixed layer, keeping convolution outputs.
+      remat: ``none`` | ``layer`` | ``layer_inputs``: ``jax.checkpoint`` each mixed layer, keeping
+        convolution outputs (``layer``) or only the layer's input (:mod:`unas_jax.nn.precision`).
     """
     dtype = precision.compute_dtype(dtype)
     self.kernels = kernels_lib.check(kernels)
@@ -131,7 +132,7 @@ class ProxylessSupernet(nnx.Module):
           x = layer(x, arch[name], train=train, key=keys[i])
         else:
           run = lambda layer, x, a, k: layer(x, a, train=train, key=k)
-          x = nnx.remat(run, policy=precision.remat_policy())(layer, x, arch[name], keys[i])
+          x = nnx.remat(run, policy=precision.remat_policy(self.remat))(layer, x, arch[name], keys[i])
       return precision.to_float32(self.head(x, train=train, key=keys[-1]))
 
 

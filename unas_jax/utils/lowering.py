@@ -194,6 +194,7 @@ def count_ops(text: str) -> dict[str, Any]:
   """Counts in a lowered module's StableHLO text (static counts: each function body once).
 
   Returns ``conditionals`` (``stablehlo.case`` + ``stablehlo.if``), ``while_loops``,
+  ``optimization_barriers``,
   ``host_callbacks`` (custom calls whose target names a callback),
   ``custom_calls`` by target, ``float64_ops`` (ops that produce or read an
   ``f64`` value), ``convolutions`` by result element type, ``total_ops``.
@@ -221,6 +222,8 @@ def count_ops(text: str) -> dict[str, Any]:
   return {
       "conditionals": ops["stablehlo.case"] + ops["stablehlo.if"],
       "while_loops": ops["stablehlo.while"],
+      # jax.checkpoint's recomputation reads its inputs through one (model.remat).
+      "optimization_barriers": ops["stablehlo.optimization_barrier"],
       "host_callbacks": sum(n for t, n in targets.items() if "callback" in t.lower()),
       "custom_calls": dict(sorted(targets.items())),
       "float64_ops": f64,
