@@ -32,3 +32,9 @@ bench after_quick_l1_a "" $Q --steps=20
 bench after_quick_l1_b "" $Q --steps=20
 bench after_quick_l3_b "--xla_backend_optimization_level=3" $Q --steps=20
 bench after_c5_l1 "" $C5 --steps=6
+# Edge-by-edge against batched cells, quiet ABBA (section "Edge-by-edge against batched cells")
+mkdir -p "$OUT/reference_vs_batched"
+python experiments/benchmark_search.py $Q --steps=20 --parts=false --json="$OUT/reference_vs_batched/batched_a.json"
+python experiments/results/compile_flags/benchmark_reference_cells.py $Q --steps=20 --parts=false --json="$OUT/reference_vs_batched/reference_a.json"
+python experiments/results/compile_flags/benchmark_reference_cells.py $Q --steps=20 --parts=false --json="$OUT/reference_vs_batched/reference_b.json"
+python experiments/benchmark_search.py $Q --steps=20 --parts=false --json="$OUT/reference_vs_batched/batched_b.json"
