@@ -9,6 +9,12 @@ it times its parts (discrete forwards, REBAR's relaxed forward+backward for phi,
 the w update's forward+backward) to show what dominates. Prints one table;
 quote medians and name the machine.
 
+Memory: the process's peak RSS over its whole life (the XLA compile of the first step
+included), and the peak RSS over the timed steps alone (Linux: ``/proc/self/clear_refs``
+resets the high-water mark after the first step). The persistent compilation cache is off
+unless ``--compilation_cache=DIR`` names one: a second run with the same directory reads the
+compiled step instead of compiling it, as a resumed or repeated job does.
+
 ``--quiet-check`` (on by default) reads ``/proc`` before and after the compile and
 the timed steps and prints how much CPU *other* processes used meanwhile (in cores,
 and the busiest of them): on a shared machine a figure measured while something
@@ -38,8 +44,33 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/darts_cifar10.py:qu
 _STEPS = flags.DEFINE_integer("steps", 10, "timed steps (after one compile step)")
 _PARTS = flags.DEFINE_bool("parts", True, "also time the step's parts")
 _JSON = flags.DEFINE_string("json", None, "also write the figures to this JSON file")
+_CACHE = flags.DEFINE_string("compilation_cache", None,
+                             "JAX's persistent compilation cache directory (default: none, every compile cold); "
+                             "run twice with the same directory to measure a start with the program cached")
 _QUIET_CHECK = flags.DEFINE_bool("quiet_check", True, "report other processes' CPU use during compile and steps")
 flags.DEFINE_alias("quiet-check", "quiet_check")
+
+
+def _rss_gib(field: str) -> float | None:
+  """``VmRSS`` (now) or ``VmHWM`` (peak since start or the last reset) of this process, in GiB."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith(field + ":"):
+          return int(line.split()[1]) / 2**20
+  except OSError:
+    pass
+  return None
+
+
+def _reset_peak_rss() -> bool:
+  """Resets this process's RSS high-water mark (``VmHWM``); False where the kernel does not allow it."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
 
 
 def _proc_cpu_seconds() -> dict[int, tuple[float, str]]:
@@ -103,6 +134,9 @@ def main(argv):
   del argv
   config = _CONFIG.value
   config.search.init_epochs = 0
+  if _CACHE.value:
+    from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
+    compilation_cache.enable(_CACHE.value)
   space = DartsSearchSpace(config)
   with tempfile.TemporaryDirectory() as workdir:
     setup = loop.setup_search(config, workdir, space)
@@ -121,6 +155,10 @@ def main(argv):
   jax.block_until_ready(state)
   compile_s, compile_cpu_s = time.perf_counter() - t, _own_cpu_seconds() - cpu
   quiet["compile"] = check.stop()
+  rss_after_compile = _rss_gib("VmRSS")
+  # Read before the reset: getrusage's ru_maxrss reads the same high-water mark that clear_refs resets.
+  peak_before_steps = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  steps_peak_measured = _reset_peak_rss()
   check.start()
   cpu = _own_cpu_seconds()
   step_times = []
@@ -131,6 +169,7 @@ def main(argv):
     jax.block_until_ready(state)
     step_times.append(time.perf_counter() - t)
   step_s = float(np.median(step_times))
+  steps_peak_rss = _rss_gib("VmHWM") if steps_peak_measured else None
   step_cpu_s = (_own_cpu_seconds() - cpu) / max(1, _STEPS.value)
   quiet["steps"] = check.stop()
   rows = {"config": f"{config.model.cells} cells, {config.model.channels} ch, batch {batch}, "
@@ -169,7 +208,10 @@ def main(argv):
     rows["parts"] = part_rows
   if _QUIET_CHECK.value:
     rows["quiet_check"] = quiet
-  rows["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+  # The whole process's peak, the first step's compile included.
+  rows["peak_rss_gib"] = max(peak_before_steps, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+  rows["rss_after_first_step_gib"] = rss_after_compile
+  rows["steps_peak_rss_gib"] = steps_peak_rss
 
   print(f"search step benchmark: {rows['config']} on {rows['devices']}")
   print(f"  XLA_FLAGS                {rows['xla_flags'] or '(none)'}")
@@ -179,7 +221,9 @@ def main(argv):
   print(f"  throughput               {rows['images_per_s']:8.1f} images/s")
   for name, p in rows.get("parts", {}).items():
     print(f"  part: {name:38s} {p['median_s']:7.3f} s (compile {p['compile_s']:.1f} s)")
-  print(f"  peak host memory (RSS)   {rows['peak_rss_gib']:8.2f} GiB")
+  print(f"  peak host memory (RSS)   {rows['peak_rss_gib']:8.2f} GiB   (whole process, the compile included)")
+  if steps_peak_rss is not None:
+    print(f"  peak RSS over the steps  {steps_peak_rss:8.2f} GiB   (after the first step: {rss_after_compile:.2f} GiB)")
   for name, q in rows.get("quiet_check", {}).items():
     print(_quiet_line(name, q))
   if _JSON.value:
