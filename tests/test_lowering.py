@@ -142,9 +142,10 @@ def test_count_ops_reads_the_text():
       '    %2 = stablehlo.custom_call @xla_ffi_python_gpu_callback(%x) : (tensor<f32>) -> tensor<f32>',
       '    %3 = stablehlo.convert %x : (tensor<f32>) -> tensor<f64>',
       '    %4:2 = stablehlo.while(%i = %c) : tensor<i32>',
+      '    %5:2 = stablehlo.optimization_barrier %a, %g : tensor<4xf32>, tensor<4xf32>',
       '    stablehlo.return %y : tensor<f32>',
   ])
   c = lowering.count_ops(text)
-  assert c == {"conditionals": 1, "while_loops": 1, "host_callbacks": 1,
+  assert c == {"conditionals": 1, "while_loops": 1, "optimization_barriers": 1, "host_callbacks": 1,
                "custom_calls": {"xla_ffi_python_gpu_callback": 1}, "float64_ops": 1,
-               "convolutions": {"bf16": 1}, "total_ops": 5}
+               "convolutions": {"bf16": 1}, "total_ops": 6}
