@@ -37,20 +37,23 @@ def _arch(phi, s):
   return categorical.sample(jax.random.key(3), categorical.soften(phi), tau=0.4, sample_shape=(s,)).zeta
 
 
-def _loss_and_grads(model, x):
-  """Training-mode loss, new BatchNorm statistics, and gradients w.r.t. (w, arch)."""
+def _training_loss(model, x):
+  """``(loss, w, arch)``: ``loss(w, arch) -> (value, (logits, new_stats))`` in training mode at a relaxed sample."""
   model_def, phi, w, stats = functional.split(model)
   if isinstance(model, darts_supernet.DartsSupernet):
     phi = model.phi  # plain {'normal': {...}, 'reduce': {...}} dicts, as the supernet checks
   arch = _arch(phi, x.shape[0])
 
-  @jax.jit
-  def run(w, arch):
-    def loss(w, arch):
-      logits, new_stats = functional.apply(model_def, w, stats, x, arch, train=True, key=jax.random.key(0))
-      return jnp.mean(jax.nn.log_softmax(logits)[:, 0]) * -1.0, (logits, new_stats)
-    return jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(w, arch)
-  (value, (logits, new_stats)), grads = run(w, arch)
+  def loss(w, arch):
+    logits, new_stats = functional.apply(model_def, w, stats, x, arch, train=True, key=jax.random.key(0))
+    return jnp.mean(jax.nn.log_softmax(logits)[:, 0]) * -1.0, (logits, new_stats)
+  return loss, w, arch
+
+
+def _loss_and_grads(model, x):
+  """Training-mode loss, new BatchNorm statistics, and gradients w.r.t. (w, arch)."""
+  loss, w, arch = _training_loss(model, x)
+  (value, (logits, new_stats)), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(w, arch)
   return value, logits, new_stats, grads, w
 
 
@@ -75,16 +78,8 @@ def test_remat_computes_the_same_loss_and_gradients(build, remat):
 
 def _residual_bytes(model, x):
   """Bytes the backward pass of the training loss keeps from the forward (``jax.vjp``'s residuals), traced only."""
-  model_def, phi, w, stats = functional.split(model)
-  if isinstance(model, darts_supernet.DartsSupernet):
-    phi = model.phi
-  arch = _arch(phi, x.shape[0])
-
-  def residuals(w, arch):
-    def loss(w, arch):
-      logits, _ = functional.apply(model_def, w, stats, x, arch, train=True, key=jax.random.key(0))
-      return jnp.mean(logits ** 2)
-    return jax.tree.leaves(jax.vjp(loss, w, arch)[1])
+  loss, w, arch = _training_loss(model, x)
+  residuals = lambda w, arch: jax.tree.leaves(jax.vjp(loss, w, arch, has_aux=True)[1])  # noqa: E731
   return sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in jax.eval_shape(residuals, w, arch))
 
 

@@ -19,7 +19,7 @@ def darts_search_config(dataset: str, arg: str | None) -> ml_collections.ConfigD
       "depthwise_impl": "auto",  # auto (slices on CPU, XLA grouped conv elsewhere) | slices | xla
       "kernels": "auto",         # auto (CPU kernels on the CPU backend, plain XLA ops elsewhere) | cpu | xla
       "dtype": "float32",        # compute dtype: float32 | bfloat16 | float16 (phi, w, BN stats stay float32)
-      "remat": "none",           # none | cell (keep conv outputs) | cell_inputs (keep only cell inputs): jax.checkpoint each cell
+      "remat": "none",           # none | cell (keep conv outputs) | cell_inputs: jax.checkpoint each cell
   })
   if arg in (None, ""):
     return config
