@@ -22,10 +22,11 @@ else ran is visible in the output, not only in a note beside it.
 """
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
+
+from bench_utils import QuietCheck, own_cpu_seconds, peak_rss_gib, quiet_line, time_steps
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -39,6 +40,7 @@ from unas_jax.objectives import losses
 from unas_jax.parallel import mesh as mesh_lib
 from unas_jax.search import loop
 from unas_jax.search.darts import DartsSearchSpace
+from unas_jax.search.proxyless import ProxylessSearchSpace
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/darts_cifar10.py:quick", "search config")
 _STEPS = flags.DEFINE_integer("steps", 10, "timed steps (after one compile step)")
@@ -49,76 +51,6 @@ _CACHE = flags.DEFINE_string("compilation_cache", None,
                              "run twice with the same directory to measure a start with the program cached")
 _QUIET_CHECK = flags.DEFINE_bool("quiet_check", True, "report other processes' CPU use during compile and steps")
 flags.DEFINE_alias("quiet-check", "quiet_check")
-
-
-def _rss_gib(field: str) -> float | None:
-  """``VmRSS`` (now) or ``VmHWM`` (peak since start or the last reset) of this process, in GiB."""
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith(field + ":"):
-          return int(line.split()[1]) / 2**20
-  except OSError:
-    pass
-  return None
-
-
-def _reset_peak_rss() -> bool:
-  """Resets this process's RSS high-water mark (``VmHWM``); False where the kernel does not allow it."""
-  try:
-    with open("/proc/self/clear_refs", "w") as f:
-      f.write("5")
-    return True
-  except OSError:
-    return False
-
-
-def _proc_cpu_seconds() -> dict[int, tuple[float, str]]:
-  """``{pid: (user + system CPU seconds, command)}`` of every process readable in /proc."""
-  tick = os.sysconf("SC_CLK_TCK")
-  out = {}
-  for name in os.listdir("/proc"):
-    if not name.isdigit():
-      continue
-    try:
-      with open(f"/proc/{name}/stat") as f:
-        raw = f.read()
-      with open(f"/proc/{name}/cmdline", "rb") as f:
-        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-      continue
-    fields = raw[raw.rindex(")") + 2:].split()
-    out[int(name)] = ((int(fields[11]) + int(fields[12])) / tick, cmd or raw[raw.index("(") + 1:raw.rindex(")")])
-  return out
-
-
-class QuietCheck:
-  """Other processes' CPU use between :meth:`start` and :meth:`stop` (cores = CPU seconds / wall seconds)."""
-
-  def start(self):
-    self.t0, self.before = time.perf_counter(), _proc_cpu_seconds()
-
-  def stop(self) -> dict:
-    wall, after = time.perf_counter() - self.t0, _proc_cpu_seconds()
-    me = os.getpid()
-    used = {pid: (cpu - self.before.get(pid, (0.0, ""))[0], cmd) for pid, (cpu, cmd) in after.items() if pid != me}
-    busiest = sorted(((round(c / wall, 2), pid, cmd[:80]) for pid, (c, cmd) in used.items() if c > 0.01 * wall),
-                     reverse=True)[:3]
-    return {"wall_s": wall, "other_cores": sum(c for c, _ in used.values()) / wall,
-            "cores": os.cpu_count(), "load_avg": os.getloadavg(), "busiest_others": busiest}
-
-
-def _quiet_line(name: str, q: dict) -> str:
-  others = "; ".join(f"pid {pid} {cores:.2f} cores: {cmd}" for cores, pid, cmd in q["busiest_others"]) or "none"
-  verdict = "quiet" if q["other_cores"] < 0.1 else "NOT QUIET"
-  return (f"  quiet check ({name}): other processes used {q['other_cores']:.2f} of {q['cores']} cores over "
-          f"{q['wall_s']:.0f} s ({verdict}); load average {q['load_avg'][0]:.2f}; busiest others: {others}")
-
-
-def _own_cpu_seconds() -> float:
-  """User + system CPU seconds of this process (all its threads): less sensitive to other load than wall time."""
-  r = resource.getrusage(resource.RUSAGE_SELF)
-  return r.ru_utime + r.ru_stime
 
 
 def _median_time(fn, *args, repeats):
@@ -137,7 +69,9 @@ def main(argv):
   if _CACHE.value:
     from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
     compilation_cache.enable(_CACHE.value)
-  space = DartsSearchSpace(config)
+  # The ProxylessNAS space with a latency table (e.g. configs/proxyless_latency.py:quick_lut): its
+  # setup times nothing. With latency.source='probe' the setup first times the surrogate's networks.
+  space = ProxylessSearchSpace(config) if config.job == "proxyless_search" else DartsSearchSpace(config)
   with tempfile.TemporaryDirectory() as workdir:
     setup = loop.setup_search(config, workdir, space)
   cfg, mesh, batch = setup.cfg, setup.mesh, config.batch_size
@@ -149,34 +83,29 @@ def main(argv):
   quiet = {}
   check = QuietCheck()
   check.start()
-  t, cpu = time.perf_counter(), _own_cpu_seconds()
+  t, cpu = time.perf_counter(), own_cpu_seconds()
   latency_ms, control = loop.latency_inputs(setup, state, control)
   state, metrics = setup.search_step(state, bt, bv, latency_ms, control)
   jax.block_until_ready(state)
-  compile_s, compile_cpu_s = time.perf_counter() - t, _own_cpu_seconds() - cpu
+  compile_s, compile_cpu_s = time.perf_counter() - t, own_cpu_seconds() - cpu
   quiet["compile"] = check.stop()
-  rss_after_compile = _rss_gib("VmRSS")
-  # Read before the reset: getrusage's ru_maxrss reads the same high-water mark that clear_refs resets.
-  peak_before_steps = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  steps_peak_measured = _reset_peak_rss()
-  check.start()
-  cpu = _own_cpu_seconds()
-  step_times = []
-  for _ in range(_STEPS.value):
-    t = time.perf_counter()
-    latency_ms, control = loop.latency_inputs(setup, state, control)
-    state, metrics = setup.search_step(state, bt, bv, latency_ms, control)
-    jax.block_until_ready(state)
-    step_times.append(time.perf_counter() - t)
+  holder = {"state": state, "control": control}
+
+  def run_step():
+    latency_ms, holder["control"] = loop.latency_inputs(setup, holder["state"], holder["control"])
+    holder["state"], _ = setup.search_step(holder["state"], bt, bv, latency_ms, holder["control"])
+    return holder["state"]
+  timed = time_steps(run_step, _STEPS.value)
+  state, step_times = holder["state"], timed["times"]
   step_s = float(np.median(step_times))
-  steps_peak_rss = _rss_gib("VmHWM") if steps_peak_measured else None
-  step_cpu_s = (_own_cpu_seconds() - cpu) / max(1, _STEPS.value)
-  quiet["steps"] = check.stop()
-  rows = {"config": f"{config.model.cells} cells, {config.model.channels} ch, batch {batch}, "
-                    f"{x_t.shape[1]}x{x_t.shape[2]}, ops {config.model.ops}, {cfg.estimator} + L_{cfg.objective}, "
+  quiet["steps"] = timed["quiet"]
+  network = (f"widths {config.model.widths}" if config.job == "proxyless_search" else
+             f"{config.model.cells} cells, {config.model.channels} ch, ops {config.model.ops}")
+  rows = {"config": f"{network}, batch {batch}, "
+                    f"{x_t.shape[1]}x{x_t.shape[2]}, {cfg.estimator} + L_{cfg.objective}, "
                     f"{cfg.sampling}",
           "devices": f"{mesh.devices.size} x {jax.devices()[0].device_kind}",
-          "compile_s": compile_s, "compile_cpu_s": compile_cpu_s, "step_cpu_mean_s": step_cpu_s,
+          "compile_s": compile_s, "compile_cpu_s": compile_cpu_s, "step_cpu_mean_s": timed["cpu_mean_s"],
           "xla_flags": os.environ.get("XLA_FLAGS", ""), "step_median_s": step_s, "step_times_s": step_times,
           "images_per_s": batch / step_s}
 
@@ -209,9 +138,9 @@ def main(argv):
   if _QUIET_CHECK.value:
     rows["quiet_check"] = quiet
   # The whole process's peak, the first step's compile included.
-  rows["peak_rss_gib"] = max(peak_before_steps, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
-  rows["rss_after_first_step_gib"] = rss_after_compile
-  rows["steps_peak_rss_gib"] = steps_peak_rss
+  rows["peak_rss_gib"] = max(timed["peak_before_steps_gib"], peak_rss_gib())
+  rows["rss_after_first_step_gib"] = timed["rss_after_first_step_gib"]
+  rows["steps_peak_rss_gib"] = steps_peak_rss = timed["steps_peak_rss_gib"]
 
   print(f"search step benchmark: {rows['config']} on {rows['devices']}")
   print(f"  XLA_FLAGS                {rows['xla_flags'] or '(none)'}")
@@ -223,9 +152,10 @@ def main(argv):
     print(f"  part: {name:38s} {p['median_s']:7.3f} s (compile {p['compile_s']:.1f} s)")
   print(f"  peak host memory (RSS)   {rows['peak_rss_gib']:8.2f} GiB   (whole process, the compile included)")
   if steps_peak_rss is not None:
-    print(f"  peak RSS over the steps  {steps_peak_rss:8.2f} GiB   (after the first step: {rss_after_compile:.2f} GiB)")
+    print(f"  peak RSS over the steps  {steps_peak_rss:8.2f} GiB   "
+          f"(after the first step: {rows['rss_after_first_step_gib']:.2f} GiB)")
   for name, q in rows.get("quiet_check", {}).items():
-    print(_quiet_line(name, q))
+    print(quiet_line(name, q))
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump(rows, f, indent=1)

@@ -14,6 +14,7 @@ from unas_jax.nn import functional, ops
 from unas_jax.spaces import darts
 from unas_jax.spaces import darts_genotype
 from unas_jax.spaces.reference_counts import DARTS_SETTINGS, REFERENCE_COUNTS, aux_head_bn
+from tree_checks import assert_trees_close
 
 # Ground truth: the PyTorch reference networks (unas_jax/spaces/reference_counts.py).
 REFERENCE = {k: v for k, v in REFERENCE_COUNTS.items() if k[1] in DARTS_SETTINGS}
@@ -249,3 +250,52 @@ def test_bad_genotypes_are_rejected_with_one_line_messages(tmp_path):
   with pytest.raises(ConfigError) as e:
     networks.from_config(missing)
   assert "does not exist" in _one_line(e)
+
+
+def test_cell_runs_cover_the_repeated_cells_and_end_at_the_aux_head():
+  model = dn.abstract("unas_cifar10", **_kwargs(num_cells=20))
+  assert model.cell_runs == ((0, 1), (1, 2), (2, 6), (6, 7), (7, 8), (8, 13), (13, 14), (14, 15), (15, 20))
+  # The auxiliary head reads the state after cell 13; a run ends there even where cells repeat.
+  assert dn._cell_runs([False, True, True, True, True], 2) == ((0, 1), (1, 3), (3, 5))
+  imagenet = dn.abstract("unas_cifar10", **_kwargs(network="imagenet", num_cells=14, channels=8))
+  assert imagenet.cell_runs == ((0, 1), (1, 2), (2, 4), (4, 5), (5, 6), (6, 9), (9, 10), (10, 11), (11, 14))
+
+  def scans(scan_cells):
+    model_def, _, w, stats = functional.split(dn.abstract("unas_cifar10", **_kwargs(num_cells=20,
+                                                                                 scan_cells=scan_cells)))
+    jaxpr = jax.make_jaxpr(lambda w, stats, x: functional.apply(model_def, w, stats, x, train=True,
+                                                                key=jax.random.key(0), drop_path=0.2))(
+        w, stats, jax.ShapeDtypeStruct((2, 32, 32, 3), jnp.float32))
+    return [e.params["length"] for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
+  assert scans(True) == [4, 5, 5]
+  assert scans(False) == []
+
+
+# Slow (CI's slow pass): two programs of the network's forward and backward, 1.5-2.5 min on 2 cores.
+@pytest.mark.slow
+def test_scanned_cells_equal_unrolled_cells():
+  """Logits, BatchNorm statistics and gradients of 11 cells (runs 5-6 and 9-10) with drop-path."""
+  outs = {}
+  for scan_cells in (True, False):
+    model_def, _, w, stats = functional.split(dn.abstract(
+        "unas_cifar10", **_kwargs(num_cells=11, auxiliary=False, scan_cells=scan_cells)))
+    if scan_cells:
+      assert [r for r in dn.abstract("unas_cifar10", **_kwargs(num_cells=11)).cell_runs if r[1] - r[0] > 1] == \
+          [(5, 7), (9, 11)]
+    rng = np.random.default_rng(0)
+    w = jax.tree.map(lambda a: jnp.asarray(rng.uniform(-0.3, 0.3, a.shape), jnp.float32), w)
+    stats = jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.5, 1.0, a.shape), jnp.float32), stats)
+
+    def loss(w, stats, x):
+      (logits, _), new_stats = functional.apply(model_def, w, stats, x, train=True, key=jax.random.key(2),
+                                                drop_path=0.3)
+      return jnp.sum(logits ** 2), (logits, new_stats)
+    (_, (logits, new_stats)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(w, stats, _x(size=8))
+    outs[scan_cells] = logits, new_stats, grads
+  # The scan body is fused apart from its neighbours, so sums run in another order: the
+  # tolerances of the remat comparisons (tests/test_precision.py).
+  assert_trees_close(outs[True][:2], outs[False][:2], 1e-6)   # logits, BatchNorm statistics
+  assert_trees_close(outs[True][2], outs[False][2], 1e-5)     # gradients
+  # The scanned cells' statistics moved (they are written back after the scan).
+  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), outs[True][1], stats)
+  assert all(jax.tree.leaves(moved["cells"][9]))

@@ -19,6 +19,7 @@ from unas_jax.nn import functional
 from unas_jax.nn import proxyless_network as pn
 from unas_jax.nn import proxyless_supernet as ps
 from unas_jax.spaces import darts
+from tree_checks import assert_trees_close
 
 N, RES, CLASSES = 4, 8, 5
 SMALL = (8, 8, 8, 16, 16, 24, 24, 32, 64)
@@ -57,12 +58,6 @@ def _loss_and_grads(model, x):
   return value, logits, new_stats, grads, w
 
 
-def _close(a, b, tol):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    scale = max(1.0, float(jnp.max(jnp.abs(y))))
-    np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=tol, atol=tol * scale)
-
-
 # Slow (CI's slow pass): each compiles a supernet's forward and backward twice, 2-3 minutes on 2 cores.
 @pytest.mark.slow
 @pytest.mark.parametrize("build,remat", [(_darts, "cell"), (_proxyless, "layer"), (_darts, "cell_inputs"),
@@ -71,9 +66,9 @@ def test_remat_computes_the_same_loss_and_gradients(build, remat):
   x = jax.random.normal(jax.random.key(1), (N, 32 if build is _proxyless else RES, 32 if build is _proxyless else RES, 3))
   plain = _loss_and_grads(build(), x)
   rematted = _loss_and_grads(build(remat=remat), x)
-  _close(rematted[0], plain[0], 1e-6)
-  _close(rematted[2], plain[2], 1e-6)   # BatchNorm statistics
-  _close(rematted[3], plain[3], 1e-5)   # gradients w.r.t. w and arch
+  assert_trees_close(rematted[0], plain[0], 1e-6)
+  assert_trees_close(rematted[2], plain[2], 1e-6)   # BatchNorm statistics
+  assert_trees_close(rematted[3], plain[3], 1e-5)   # gradients w.r.t. w and arch
 
 
 def _residual_bytes(model, x):
@@ -132,8 +127,8 @@ def test_evaluation_networks_take_dtype_and_remat():
                                                              key=jax.random.key(0), drop_path=0.2))(w, x)
     assert logits.dtype == aux.dtype == jnp.float32
     outs[dtype, remat] = logits
-  _close(outs["float32", "cell"], outs["float32", "none"], 1e-6)
-  _close(outs["float32", "cell_inputs"], outs["float32", "none"], 1e-6)
+  assert_trees_close(outs["float32", "cell"], outs["float32", "none"], 1e-6)
+  assert_trees_close(outs["float32", "cell_inputs"], outs["float32", "none"], 1e-6)
   assert float(jnp.max(jnp.abs(outs["bfloat16", "none"] - outs["float32", "none"]))) < 0.1
   net = pn.ProxylessNetwork("proxylessnas_gpu", SMALL, CLASSES, rngs=nnx.Rngs(0), depthwise_impl="xla",
                             dtype="bfloat16", remat="layer")

@@ -34,6 +34,8 @@
   dtype          compute dtype 'float32' | 'bfloat16' | 'float16' (:mod:`unas_jax.nn.precision`).
   remat          'none' | 'cell' | 'cell_inputs' (darts) | 'layer' | 'layer_inputs' (proxyless):
                  ``jax.checkpoint`` keeping conv outputs, or only the block's inputs.
+  scan_cells     darts: run each run of identical cells (CIFAR: 2-5, 8-12, 15-19) as one
+                 ``lax.scan``, one cell in the compiled program (False: every cell unrolled).
 """
 from __future__ import annotations
 
@@ -74,6 +76,7 @@ class DartsEvalNetwork:
   kernels: str
   dtype: str
   remat: str
+  scan_cells: bool
 
   @property
   def name(self) -> str:
@@ -85,7 +88,7 @@ class DartsEvalNetwork:
     return dict(network=self.network, num_classes=int(info.num_classes), channels=self.channels,
                 num_cells=self.num_cells, auxiliary=self.auxiliary, in_channels=int(info.image_shape[-1]),
                 aux_head_bn=self.aux_head_bn, depthwise_impl=self.depthwise_impl, kernels=self.kernels,
-                dtype=self.dtype, remat=self.remat)
+                dtype=self.dtype, remat=self.remat, scan_cells=self.scan_cells)
 
   def build(self, info) -> nnx.Module:
     return darts_network.build(self.genotype, rngs=nnx.Rngs(self.seed), **self._kwargs(info))
@@ -100,6 +103,7 @@ class DartsEvalNetwork:
     kwargs = self._kwargs(info)
     kwargs.pop("in_channels")
     kwargs.pop("remat")
+    kwargs.pop("scan_cells")
     return darts_network.network_macs(self.genotype, tuple(info.image_shape), **kwargs)
 
 
@@ -223,6 +227,10 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
   remat = precision.check_remat(remat, precision.DARTS_REMAT, "config.model.remat")
+  scan_cells = model.get("scan_cells", True)
+  if not isinstance(scan_cells, bool):
+    raise ConfigError(f"config.model.scan_cells={scan_cells!r} must be True or False")
   return DartsEvalNetwork(genotype=genotype, network=network, channels=channels, num_cells=num_cells,
                           auxiliary=bool(model.auxiliary), aux_head_bn=bool(aux_head_bn),
-                          depthwise_impl=impl, seed=seed, genotype_name=_genotype_label(spec), remat=remat, **compute)
+                          depthwise_impl=impl, seed=seed, genotype_name=_genotype_label(spec), remat=remat,
+                          scan_cells=scan_cells, **compute)

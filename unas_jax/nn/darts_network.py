@@ -206,10 +206,13 @@ class _DartsNetwork(nnx.Module):
       s0, s1 = self._stem(x.astype(self.compute_dtype), train=train)
       return self._run_cells(s0, s1, train=train, key=key, drop_path_rate=drop_path)
 
-  def _set_compute(self, kernels: str, dtype: Any, remat: str) -> None:
+  def _set_compute(self, kernels: str, dtype: Any, remat: str, scan_cells: bool) -> None:
     self.kernels = kernels_lib.check(kernels)
     self.compute_dtype = precision.compute_dtype(dtype)
     self.remat = precision.check_remat(remat, REMAT)
+    if not isinstance(scan_cells, bool):
+      raise ConfigError(f"scan_cells={scan_cells!r} must be True or False")
+    self.scan_cells = scan_cells
 
   def _call_cell(self, cell, s0, s1, *, train, key, drop_path_rate):
     if self.remat == "none":
@@ -224,6 +227,7 @@ class _DartsNetwork(nnx.Module):
     cells = []
     self.aux_index = reductions[1]
     c_aux = None
+    repeats = []  # per cell: whether it maps a pair of states to a third of their shape
     for i in range(num_cells):
       reduction = i in reductions
       if reduction:
@@ -231,22 +235,64 @@ class _DartsNetwork(nnx.Module):
       cell = Cell(genotype.reduce if reduction else genotype.normal, c_prev_prev, c_prev, c_curr,
                   reduction=reduction, reduction_prev=reduction_prev, depthwise_impl=depthwise_impl, rngs=rngs)
       cells.append(cell)
+      repeats.append(not reduction and not reduction_prev and c_prev_prev == c_prev == cell.multiplier * c_curr)
       reduction_prev = reduction
       c_prev_prev, c_prev = c_prev, cell.multiplier * c_curr
       if i == self.aux_index:
         c_aux = c_prev
     self.cells = nnx.List(cells)
+    self.cell_runs = _cell_runs(repeats, self.aux_index)
     return c_prev, c_aux
 
   def _run_cells(self, s0, s1, *, train, key, drop_path_rate):
     aux_logits = None
-    for i, cell in enumerate(self.cells):
-      cell_key = None if key is None else jax.random.fold_in(key, i)
-      s0, s1 = s1, self._call_cell(cell, s0, s1, train=train, key=cell_key, drop_path_rate=drop_path_rate)
-      if i == self.aux_index and train and self.aux_head is not None:
+    runs = self.cell_runs if self.scan_cells else tuple((i, i + 1) for i in range(len(self.cells)))
+    for start, stop in runs:
+      if stop - start > 1:
+        s0, s1 = self._scan_cells(start, stop, s0, s1, train=train, key=key, drop_path_rate=drop_path_rate)
+      else:
+        cell_key = None if key is None else jax.random.fold_in(key, start)
+        s0, s1 = s1, self._call_cell(self.cells[start], s0, s1, train=train, key=cell_key,
+                                     drop_path_rate=drop_path_rate)
+      if stop - 1 == self.aux_index and train and self.aux_head is not None:
         aux_logits = precision.to_float32(self.aux_head(s1, train=train))
     logits = self.classifier(jnp.mean(precision.to_float32(s1), axis=(1, 2)))
     return logits, aux_logits
+
+  def _scan_cells(self, start, stop, s0, s1, *, train, key, drop_path_rate):
+    r"""Cells ``start .. stop-1`` (a run of :func:`_cell_runs`) as one ``lax.scan``.
+
+    ``(s0, s1) <- (s1, cell_i(s0, s1))`` for each cell of the run: the same
+    arithmetic and drop-path keys (``fold_in(key, i)``) as the unrolled loop,
+    with one cell in the compiled program instead of ``stop - start`` (the cells
+    of a run have the same graph and shapes). The cells' variables are stacked
+    for the scan and their BatchNorm statistics written back after it
+    (:func:`unas_jax.nn.functional.scan_modules`); the parameters stay one module per cell.
+    """
+    def run(cell, carry, i):
+      s0, s1 = carry
+      cell_key = None if key is None else jax.random.fold_in(key, i)
+      return s1, self._call_cell(cell, s0, s1, train=train, key=cell_key, drop_path_rate=drop_path_rate)
+
+    return functional.scan_modules([self.cells[i] for i in range(start, stop)], run, (s0, s1),
+                                   jnp.arange(start, stop), update_stats=train)
+
+
+def _cell_runs(repeats: Sequence[bool], aux_index: int) -> tuple[tuple[int, int], ...]:
+  """The network's cells as ``(start, stop)`` ranges, in order; a range of two or more is a scan.
+
+  A run is consecutive cells that each map a pair of states of one shape to a
+  third of that shape (``repeats[i]``: normal, not after a reduction, input and
+  output channels equal), built from the same genotype cell: on CIFAR (20
+  cells) cells 2-5, 8-12 and 15-19. The auxiliary head reads the state after
+  ``aux_index``, so a run ends there.
+  """
+  runs, start = [], 0
+  for i in range(1, len(repeats) + 1):
+    if i == len(repeats) or not (repeats[i] and repeats[i - 1]) or i - 1 == aux_index:
+      runs.append((start, i))
+      start = i
+  return tuple(runs)
 
 
 class NetworkCIFAR(_DartsNetwork):
@@ -260,9 +306,9 @@ class NetworkCIFAR(_DartsNetwork):
   def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int,
                num_cells: int, auxiliary: bool = True, in_channels: int = 3, stem_multiplier: int = 3,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
-               rngs: nnx.Rngs):
+               scan_cells: bool = True, rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
-    self._set_compute(kernels, dtype, remat)
+    self._set_compute(kernels, dtype, remat, scan_cells)
     c_stem = stem_multiplier * channels
     self.stem_conv = ops.Conv2d(in_channels, c_stem, 3, padding=1, rngs=rngs)
     self.stem_bn = batchnorm.BatchNorm(c_stem, affine=True)
@@ -287,9 +333,9 @@ class NetworkImageNet(_DartsNetwork):
   def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int,
                num_cells: int, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
-               rngs: nnx.Rngs):
+               scan_cells: bool = True, rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
-    self._set_compute(kernels, dtype, remat)
+    self._set_compute(kernels, dtype, remat, scan_cells)
     if channels % 2:
       raise ConfigError(f"the ImageNet stem needs an even number of channels, got {channels}")
     self.stem0_conv1 = ops.Conv2d(in_channels, channels // 2, 3, stride=2, padding=1, rngs=rngs)
@@ -313,11 +359,11 @@ class NetworkImageNet(_DartsNetwork):
 def build(genotype: darts_genotype.Genotype | str, *, network: str = "cifar", num_classes: int,
           channels: int, num_cells: int, auxiliary: bool = True, in_channels: int = 3,
           aux_head_bn: bool = True, depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32",
-          remat: str = "none", rngs: nnx.Rngs) -> _DartsNetwork:
+          remat: str = "none", scan_cells: bool = True, rngs: nnx.Rngs) -> _DartsNetwork:
   """``NetworkCIFAR`` (``network='cifar'``) or ``NetworkImageNet`` (``'imagenet'``) with ``channels``
   initial channels and ``num_cells`` cells (the published sizes: ``unas_jax.evaluation.defaults.DARTS_SIZES``)."""
   check_choice("network", network, ("cifar", "imagenet"))
-  compute = dict(depthwise_impl=depthwise_impl, kernels=kernels, dtype=dtype, remat=remat)
+  compute = dict(depthwise_impl=depthwise_impl, kernels=kernels, dtype=dtype, remat=remat, scan_cells=scan_cells)
   if network == "cifar":
     return NetworkCIFAR(genotype, num_classes=num_classes, channels=channels, num_cells=num_cells,
                         auxiliary=auxiliary, in_channels=in_channels, rngs=rngs, **compute)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from chex import ArrayTree as PyTree
 from flax import nnx
 import jax
+import jax.numpy as jnp
 
 
 
@@ -72,6 +73,35 @@ def apply(model_def: ModelDef, w: PyTree, stats: PyTree, x: jax.Array, arch: PyT
   out = model(x, arch, train=train, key=key, **call_kwargs)
   new_stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
   return out, new_stats
+
+
+def scan_modules(modules: list[nnx.Module], fn: Callable, carry: Any, xs: Any = None, *,
+                 update_stats: bool = True) -> Any:
+  r"""``carry = fn(modules[i], carry, xs[i])`` for ``i = 0, 1, ...`` as one ``jax.lax.scan``.
+
+  The modules must share one graph (same classes, static attributes and variable
+  shapes): a run of identical cells or layers. Their variables are stacked along a
+  new leading axis and scanned, so the compiled program holds ``fn`` once instead
+  of ``len(modules)`` times; gradients reach each module's own parameters through
+  the stack. With ``update_stats`` the BatchNorm statistics ``fn`` wrote are put
+  back into each module, as an unrolled loop would leave them.
+  """
+  graphdef = nnx.graphdef(modules[0])
+  stack = lambda *leaves: jnp.stack(leaves)  # noqa: E731
+  stats = jax.tree.map(stack, *[nnx.state(m, nnx.BatchStat) for m in modules])
+  rest = jax.tree.map(stack, *[nnx.state(m, nnx.Not(nnx.BatchStat)) for m in modules])
+
+  def body(carry, inputs):
+    module_stats, module_rest, x = inputs
+    module = nnx.merge(graphdef, module_stats, module_rest)
+    carry = fn(module, carry, x)
+    return carry, nnx.state(module, nnx.BatchStat)
+
+  carry, new_stats = jax.lax.scan(body, carry, (stats, rest, xs))
+  if update_stats:
+    for k, module in enumerate(modules):
+      nnx.update(module, jax.tree.map(lambda a, k=k: a[k], new_stats))
+  return carry
 
 
 def path_names(path: tuple[Any, ...]) -> tuple[Any, ...]:
