@@ -10,6 +10,7 @@ from unas_jax.nn import functional as F
 from unas_jax.nn import proxyless_network as pn
 from unas_jax.nn import proxyless_supernet as ps
 from unas_jax.spaces import proxyless as sp
+from tree_checks import assert_trees_close
 
 SMALL = (8, 8, 8, 16, 16, 24, 24, 32, 64)
 # The library depthwise kernel compiles ~5x faster than shifted slices; both are tested
@@ -119,3 +120,43 @@ def test_proxylessnas_gpu_matches_published_counts():
   # mit-han-lab/proxylessnas logs/imagenet_gpu_log.txt: 7.12M params, 465.3M FLOPs (multiply-adds).
   assert pn.count_params("proxylessnas_gpu", "gpu", 1000) == 7_119_848
   assert round(pn.count_macs("proxylessnas_gpu", "gpu", 224, 1000) / 1e5) == 4653
+
+
+def test_layer_runs_are_the_stages_repeated_layers():
+  assert ps.layer_runs(sp.layer_specs("gpu")) == ((0, 1), (1, 4), (4, 5), (5, 8), (8, 9), (9, 12), (12, 13),
+                                                  (13, 16), (16, 17), (17, 20), (20, 21))
+  # Equal widths across a stage boundary do not join a run: the first layer of a stage never offers zero.
+  assert ps.layer_runs(sp.layer_specs((8,) * 9))[:3] == ((0, 1), (1, 4), (4, 5))
+  with pytest.raises(ConfigError, match="scan_layers"):
+    ps.ProxylessSupernet(SMALL, 10, rngs=nnx.Rngs(0), scan_layers="yes")
+
+
+# Slow (CI's slow pass): two programs of the network's forward and backward, 1.5-2.5 min on 2 cores.
+@pytest.mark.slow
+def test_scanned_layers_equal_unrolled_layers():
+  """Training-mode logits, BatchNorm statistics and gradients (w and arch), the zero-op dropout on."""
+  outs = {}
+  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  for scan_layers in (True, False):
+    model = nnx.eval_shape(lambda: ps.ProxylessSupernet(SMALL, 10, rngs=nnx.Rngs(0), depthwise_impl=IMPL,
+                                                         scan_layers=scan_layers))
+    model_def, phi, w, stats = F.split(model)
+    rng = np.random.default_rng(0)
+    w = jax.tree.map(lambda a: jnp.asarray(rng.uniform(-0.3, 0.3, a.shape), jnp.float32), w)
+    stats = _random_stats(stats, 1)
+    arch = {k: jax.nn.softmax(jnp.asarray(rng.normal(0, 1, (4, *v.shape)), jnp.float32)) for k, v in phi.items()}
+    jaxpr = jax.make_jaxpr(lambda w, arch: F.apply(model_def, w, stats, x, arch, train=True,
+                                                   key=jax.random.key(2)))(w, arch)
+    assert len([e for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]) == (5 if scan_layers else 0)
+
+    def loss(w, arch):
+      logits, new_stats = F.apply(model_def, w, stats, x, arch, train=True, key=jax.random.key(2))
+      return jnp.sum(logits ** 2), (logits, new_stats)
+    (_, (logits, new_stats)), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(w, arch)
+    outs[scan_layers] = logits, new_stats, grads
+  # The scan body is fused apart from its neighbours, so sums run in another order: the
+  # tolerances of the remat comparisons (tests/test_precision.py).
+  assert_trees_close(outs[True][:2], outs[False][:2], 1e-6)   # logits, BatchNorm statistics
+  assert_trees_close(outs[True][2], outs[False][2], 1e-5)     # gradients
+  moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), outs[True][1], stats)
+  assert all(jax.tree.leaves(moved["layers"]["layer03"]))

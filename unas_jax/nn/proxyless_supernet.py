@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from chex import ArrayTree as PyTree
 
 from unas_jax.errors import ConfigError
+from unas_jax.nn import functional
 from unas_jax.nn import kernels as kernels_lib
 from unas_jax.nn import precision
 from unas_jax.nn import proxyless_network as pnet
@@ -85,7 +86,7 @@ class ProxylessSupernet(nnx.Module):
   def __init__(self, widths: str | Sequence[int] | None = None, num_classes: int = 1000, *, rngs: nnx.Rngs,
                zero_dropout: float = ZERO_DROPOUT, dropout: float = 0.0, bn_affine: bool = True,
                depthwise_impl: str = "auto", dtype=jnp.float32, phi_init_scale: float = 0.0,
-               kernels: str = "auto", remat: str = "none"):
+               kernels: str = "auto", remat: str = "none", scan_layers: bool = False):
     """Args:
       widths: ``'gpu'`` (default, UNAS), ``'mobile'`` or 9 ints.
       num_classes: classifier outputs.
@@ -99,16 +100,25 @@ class ProxylessSupernet(nnx.Module):
       kernels: ``auto`` | ``cpu`` | ``xla`` (:mod:`unas_jax.nn.kernels`), entered around the forward pass.
       remat: ``none`` | ``layer`` | ``layer_inputs``: ``jax.checkpoint`` each mixed layer, keeping
         convolution outputs (``layer``) or only the layer's input (:mod:`unas_jax.nn.precision`).
+      scan_layers: run the layers after the first of each stage (same widths, stride 1, ``zero``
+        offered: 5 runs of 3) as one ``lax.scan`` per stage, one layer in the compiled program
+        instead of three (:func:`layer_runs`). Off by default: on this project's CPU it compiled
+        the ``:quick`` search step 29% faster but its steps ran 2x slower
+        (``experiments/results/scan_cells/``); unmeasured on GPU/TPU.
     """
     dtype = precision.compute_dtype(dtype)
     self.kernels = kernels_lib.check(kernels)
     self.remat = precision.check_remat(remat, REMAT)
+    if not isinstance(scan_layers, bool):
+      raise ConfigError(f"scan_layers={scan_layers!r} must be True or False")
+    self.scan_layers = scan_layers
     self.compute_dtype = dtype
     self.widths = space.resolve_widths(widths)
     self.num_classes = num_classes
     self.stem = pnet.ProxylessStem(self.widths, bn_affine=bn_affine, depthwise_impl=depthwise_impl, dtype=dtype,
                                    rngs=rngs)
     specs = space.layer_specs(self.widths)
+    self.layer_runs = layer_runs(specs) if scan_layers else tuple((i, i + 1) for i in range(len(specs)))
     self.layers = nnx.data({s.name: MixedLayer(s, zero_dropout=zero_dropout, bn_affine=bn_affine,
                                                depthwise_impl=depthwise_impl, dtype=dtype, rngs=rngs)
                             for s in specs})
@@ -123,17 +133,44 @@ class ProxylessSupernet(nnx.Module):
     if not isinstance(arch, Mapping) or set(arch) != set(space.LAYER_NAMES):
       raise ConfigError("the ProxylessNAS supernet needs arch = {'layer01': [S, K], ..., 'layer21': [S, K]} "
                         "(the layout of its phi)")
-    keys = [None] * (space.NUM_LAYERS + 1) if key is None else list(jax.random.split(key, space.NUM_LAYERS + 1))
+    keys = None if key is None else jax.random.split(key, space.NUM_LAYERS + 1)
+    names = space.LAYER_NAMES
+
+    def run(layer, x, inputs):
+      weights, layer_key = inputs
+      if self.remat == "none":
+        return layer(x, weights, train=train, key=layer_key)
+      call = lambda layer, x, a, k: layer(x, a, train=train, key=k)  # noqa: E731
+      return nnx.remat(call, policy=precision.remat_policy(self.remat))(layer, x, weights, layer_key)
+
     with kernels_lib.use(self.kernels):
       x = self.stem(x.astype(self.compute_dtype), train=train)
-      for i, name in enumerate(space.LAYER_NAMES):
-        layer = self.layers[name]
-        if self.remat == "none":
-          x = layer(x, arch[name], train=train, key=keys[i])
+      for start, stop in self.layer_runs:
+        run_keys = None if keys is None else keys[start:stop]
+        if stop - start == 1:
+          x = run(self.layers[names[start]], x, (arch[names[start]], None if keys is None else keys[start]))
         else:
-          run = lambda layer, x, a, k: layer(x, a, train=train, key=k)
-          x = nnx.remat(run, policy=precision.remat_policy(self.remat))(layer, x, arch[name], keys[i])
-      return precision.to_float32(self.head(x, train=train, key=keys[-1]))
+          weights = jnp.stack([arch[n] for n in names[start:stop]])
+          x = functional.scan_modules([self.layers[n] for n in names[start:stop]], run, x, (weights, run_keys),
+                                      update_stats=train)
+      return precision.to_float32(self.head(x, train=train, key=None if keys is None else keys[-1]))
+
+
+def layer_runs(specs: Sequence[space.LayerSpec]) -> tuple[tuple[int, int], ...]:
+  """The layers as ``(start, stop)`` index ranges, in order; a range of two or more is one scan.
+
+  A run is consecutive layers of the same widths and stride that offer ``zero``: the
+  same graph and shapes (with the reference widths, layers 2-4, 6-8, 10-12, 14-16 and 18-20).
+  """
+  runs, start = [], 0
+  for i in range(1, len(specs) + 1):
+    a, b = specs[i - 1], specs[i] if i < len(specs) else None
+    same = b is not None and a.allows_zero and b.allows_zero and (a.c_in, a.c_out, a.stride) == (
+        b.c_in, b.c_out, b.stride)
+    if not same:
+      runs.append((start, i))
+      start = i
+  return tuple(runs)
 
 
 def network_weights_from_supernet(genotype: space.ProxylessGenotype | str, w: PyTree, stats: PyTree

@@ -41,7 +41,7 @@ class ProxylessSearchSpace(loop.SpaceAdapter):
     supernet = ProxylessSupernet(m.widths, info.num_classes, rngs=nnx.Rngs(params=config.seed),
                                  zero_dropout=m.zero_dropout, bn_affine=m.bn_affine, depthwise_impl=m.depthwise_impl,
                                  phi_init_scale=config.search.phi_init_scale, kernels=m.kernels,
-                                 dtype=m.dtype, remat=m.remat)
+                                 dtype=m.dtype, remat=m.remat, scan_layers=m.scan_layers)
     batchnorm.set_axis_name(supernet, bn_axis_name)  # search.bn='sync': statistics over the data axis
     return supernet
 
