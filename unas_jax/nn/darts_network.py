@@ -38,6 +38,10 @@ CIFAR and ImageNet stems). One knowing difference in the references
 themselves: the UNAS ImageNet auxiliary head has a BatchNorm after its 2x2
 conv, DARTS's has not (``aux_head_bn``).
 
+Consecutive cells of one genotype cell and one shape (CIFAR, 20 cells: 2-5, 8-12 and
+15-19) run as one ``lax.scan`` each (``scan_cells=True``, the default): the compiled program
+holds one cell per run, the parameters stay one module per cell.
+
 Multiply-adds (:func:`count_macs`) count convolutions and linear layers of the
 inference network (no auxiliary head) for one image, read off the traced
 program, so they count exactly what the network computes.
