@@ -57,7 +57,7 @@ def _evaluate(**model):
   config.data.image_size = 32  # the auxiliary head needs 8x8 at 2/3 depth
   config.batch_size = 2
   # 11 cells: cells 5-6 and 9-10 repeat, so the scanned cells (model.scan_cells) are lowered too.
-  config.model.update(channels=4, num_cells=11, **model)
+  config.model.update(**{"channels": 4, "num_cells": 11, "scan_cells": True, **model})
   return config
 
 

@@ -35,7 +35,7 @@
   remat          'none' | 'cell' | 'cell_inputs' (darts) | 'layer' | 'layer_inputs' (proxyless):
                  ``jax.checkpoint`` keeping conv outputs, or only the block's inputs.
   scan_cells     darts: run each run of identical cells (CIFAR: 2-5, 8-12, 15-19) as one
-                 ``lax.scan``, one cell in the compiled program (False: every cell unrolled).
+                 ``lax.scan``, one cell in the compiled program (default False: unrolled).
 """
 from __future__ import annotations
 
@@ -227,7 +227,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
   remat = precision.check_remat(remat, precision.DARTS_REMAT, "config.model.remat")
-  scan_cells = model.get("scan_cells", True)
+  scan_cells = model.get("scan_cells", False)
   if not isinstance(scan_cells, bool):
     raise ConfigError(f"config.model.scan_cells={scan_cells!r} must be True or False")
   return DartsEvalNetwork(genotype=genotype, network=network, channels=channels, num_cells=num_cells,

@@ -39,8 +39,10 @@ themselves: the UNAS ImageNet auxiliary head has a BatchNorm after its 2x2
 conv, DARTS's has not (``aux_head_bn``).
 
 Consecutive cells of one genotype cell and one shape (CIFAR, 20 cells: 2-5, 8-12 and
-15-19) run as one ``lax.scan`` each (``scan_cells=True``, the default): the compiled program
-holds one cell per run, the parameters stay one module per cell.
+15-19) can run as one ``lax.scan`` each (``scan_cells=True``): the compiled program holds
+one cell per run, the parameters stay one module per cell. Off by default: on this project's
+CPU the 20-cell training step compiled a third faster but stepped 8-16% slower
+(``experiments/results/scan_cells/``).
 
 Multiply-adds (:func:`count_macs`) count convolutions and linear layers of the
 inference network (no auxiliary head) for one image, read off the traced
@@ -310,7 +312,7 @@ class NetworkCIFAR(_DartsNetwork):
   def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int,
                num_cells: int, auxiliary: bool = True, in_channels: int = 3, stem_multiplier: int = 3,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
-               scan_cells: bool = True, rngs: nnx.Rngs):
+               scan_cells: bool = False, rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
     self._set_compute(kernels, dtype, remat, scan_cells)
     c_stem = stem_multiplier * channels
@@ -337,7 +339,7 @@ class NetworkImageNet(_DartsNetwork):
   def __init__(self, genotype: darts_genotype.Genotype | str, *, num_classes: int, channels: int,
                num_cells: int, auxiliary: bool = True, in_channels: int = 3, aux_head_bn: bool = True,
                depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32", remat: str = "none",
-               scan_cells: bool = True, rngs: nnx.Rngs):
+               scan_cells: bool = False, rngs: nnx.Rngs):
     genotype = _check_settings(genotype, num_classes, channels, num_cells)
     self._set_compute(kernels, dtype, remat, scan_cells)
     if channels % 2:
@@ -363,7 +365,7 @@ class NetworkImageNet(_DartsNetwork):
 def build(genotype: darts_genotype.Genotype | str, *, network: str = "cifar", num_classes: int,
           channels: int, num_cells: int, auxiliary: bool = True, in_channels: int = 3,
           aux_head_bn: bool = True, depthwise_impl: str = "auto", kernels: str = "auto", dtype: Any = "float32",
-          remat: str = "none", scan_cells: bool = True, rngs: nnx.Rngs) -> _DartsNetwork:
+          remat: str = "none", scan_cells: bool = False, rngs: nnx.Rngs) -> _DartsNetwork:
   """``NetworkCIFAR`` (``network='cifar'``) or ``NetworkImageNet`` (``'imagenet'``) with ``channels``
   initial channels and ``num_cells`` cells (the published sizes: ``unas_jax.evaluation.defaults.DARTS_SIZES``)."""
   check_choice("network", network, ("cifar", "imagenet"))
