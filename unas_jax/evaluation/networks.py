@@ -227,7 +227,7 @@ def from_config(model: ml_collections.ConfigDict, seed: int = 0) -> DartsEvalNet
   # 'auto': DARTS's ImageNet head has no BN after its 2x2 conv; UNAS's has.
   aux_head_bn = spec != "darts_v2" if aux_head_bn == "auto" else aux_head_bn == "true"
   remat = precision.check_remat(remat, precision.DARTS_REMAT, "config.model.remat")
-  scan_cells = model.get("scan_cells", False)
+  scan_cells = model.scan_cells
   if not isinstance(scan_cells, bool):
     raise ConfigError(f"config.model.scan_cells={scan_cells!r} must be True or False")
   return DartsEvalNetwork(genotype=genotype, network=network, channels=channels, num_cells=num_cells,
