@@ -64,6 +64,11 @@ def isolated(fn):
 
   Only with the ``cpu`` kernels (:mod:`unas_jax.nn.kernels`): elsewhere ``fn``
   runs inline, since on XLA:GPU each conditional syncs with the host.
+
+  Known limit: under ``jax.vmap`` with a batched first argument the predicate is
+  batched, and JAX turns the ``lax.cond`` into a select of both branches, so there is
+  no barrier (the search step's vmapped train/val passes; only its w update keeps
+  them). Measured in experiments/results/compile_flags/README.md (2026-12-07).
   """
   @functools.wraps(fn)
   def wrapped(*args):
