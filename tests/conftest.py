@@ -3,12 +3,15 @@ import ctypes
 import gc
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 # The development data beside the checkout (../shared/data); never required.
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+_OWNED_CACHE = pytest.StashKey[str]()
 
 
 @pytest.fixture
@@ -19,9 +22,45 @@ def shared_data() -> pathlib.Path:
   return SHARED_DATA
 
 
+# One persistent compilation cache for every process of a test run: the tests' own compiles and
+# the jobs they start as subprocesses (which read UNAS_JAX_COMPILATION_CACHE). A program that
+# one test compiled (the tiny searches' steps, the supernet gradients that several equality
+# tests compare) is loaded by the next test instead of compiled again, and no test writes into
+# the user's ~/.cache/unas_jax. UNAS_JAX_TEST_COMPILATION_CACHE names it (.ci/run shares one
+# between its pytest runs; set it to keep a warm cache between local reruns); by default a new
+# temporary folder that the run removes at its end.
+TEST_CACHE_ENV = "UNAS_JAX_TEST_COMPILATION_CACHE"
+
+
 def pytest_configure(config):
   # TensorFlow (imported by tfds and clu) must not grab the GPU or spam the log.
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  if not os.environ.get(TEST_CACHE_ENV):
+    # The first process of the run (pytest-xdist's workers inherit its environment).
+    os.environ[TEST_CACHE_ENV] = tempfile.mkdtemp(prefix="unas_jax_test_xla_")
+    config.stash[_OWNED_CACHE] = os.environ[TEST_CACHE_ENV]
+  os.environ["UNAS_JAX_COMPILATION_CACHE"] = os.environ[TEST_CACHE_ENV]
+
+
+def pytest_unconfigure(config):
+  owned = config.stash.get(_OWNED_CACHE, None)
+  if owned:
+    shutil.rmtree(owned, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _shared_compilation_cache():
+  """Points JAX's persistent cache at the run's shared folder before each test.
+
+  Per test, not once: a test that moves the cache elsewhere (the latency probe's own
+  folder, tests of the cache switch) would otherwise move it for every later test of its process.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
+  directory = os.path.abspath(os.environ[TEST_CACHE_ENV])
+  if jax.config.jax_compilation_cache_dir != directory:
+    compilation_cache.enable(directory)
+  yield
 
 
 def _return_free_heap_to_the_os() -> None:

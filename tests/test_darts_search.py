@@ -12,13 +12,6 @@ from unas_jax.search.darts_configs import darts_search_config
 from unas_jax.spaces import darts
 from unas_jax.spaces import darts_genotype
 from unas_jax.utils import checkpoint as checkpoint_lib
-from unas_jax.utils import compilation_cache
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-  # The three runs below compile the same step: compile once.
-  compilation_cache.enable(str(tmp_path_factory.mktemp("xla_cache")))
 
 
 def tiny_config(**search):

@@ -12,15 +12,8 @@ from unas_jax.search import nb201 as nb201_search
 from unas_jax.spaces import nb201
 from unas_jax.spaces import nb201_tables as tables
 from unas_jax.utils import checkpoint as checkpoint_lib
-from unas_jax.utils import compilation_cache
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "nb201_cifar10.py")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-  # The runs below compile the same step: compile once.
-  compilation_cache.enable(str(tmp_path_factory.mktemp("xla_cache")))
 
 
 @pytest.fixture(scope="module")

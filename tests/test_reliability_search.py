@@ -11,16 +11,8 @@ import pytest
 from unas_jax import errors
 from unas_jax.search import darts as darts_search
 from unas_jax.utils import checkpoint as checkpoint_lib
-from unas_jax.utils import compilation_cache
 
 from test_darts_search import tiny_config  # pylint: disable=import-error
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache(tmp_path_factory):
-  # UNAS_JAX_TEST_COMPILATION_CACHE: reuse a warm cache between local reruns (default: a fresh one).
-  compilation_cache.enable(os.environ.get("UNAS_JAX_TEST_COMPILATION_CACHE")
-                           or str(tmp_path_factory.mktemp("xla_cache")))
 
 
 def _config(**search):

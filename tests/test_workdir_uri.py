@@ -230,7 +230,6 @@ def test_search_with_a_gs_workdir_resumes_from_the_bucket(tmp_path, monkeypatch)
   import jax  # pylint: disable=import-outside-toplevel
   from unas_jax.search import darts as darts_search  # pylint: disable=import-outside-toplevel
   from unas_jax.utils import checkpoint as checkpoint_lib  # pylint: disable=import-outside-toplevel
-  from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
   from test_darts_search import tiny_config  # pylint: disable=import-error,import-outside-toplevel
 
   def config(**search):
@@ -238,7 +237,6 @@ def test_search_with_a_gs_workdir_resumes_from_the_bucket(tmp_path, monkeypatch)
     c.checkpoint_every = 2
     return c
 
-  compilation_cache.enable(os.environ.get("UNAS_JAX_TEST_COMPILATION_CACHE") or str(tmp_path / "xla_cache"))
   cwd = tmp_path / "cwd"
   cwd.mkdir()
   monkeypatch.chdir(cwd)  # a local folder named after the URI would appear here
