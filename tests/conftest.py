@@ -27,8 +27,8 @@ def shared_data() -> pathlib.Path:
 # one test compiled (the tiny searches' steps, the supernet gradients that several equality
 # tests compare) is loaded by the next test instead of compiled again, and no test writes into
 # the user's ~/.cache/unas_jax. UNAS_JAX_TEST_COMPILATION_CACHE names it (.ci/run shares one
-# between its pytest runs; set it to keep a warm cache between local reruns); by default a new
-# temporary folder that the run removes at its end.
+# between its pytest runs; set it to keep a warm cache between local reruns; "off" for none); by
+# default a new temporary folder that the run removes at its end.
 TEST_CACHE_ENV = "UNAS_JAX_TEST_COMPILATION_CACHE"
 
 
@@ -39,6 +39,7 @@ def pytest_configure(config):
     # The first process of the run (pytest-xdist's workers inherit its environment).
     os.environ[TEST_CACHE_ENV] = tempfile.mkdtemp(prefix="unas_jax_test_xla_")
     config.stash[_OWNED_CACHE] = os.environ[TEST_CACHE_ENV]
+  # "off": no persistent cache at all (UNAS_JAX_COMPILATION_CACHE=off for the jobs too).
   os.environ["UNAS_JAX_COMPILATION_CACHE"] = os.environ[TEST_CACHE_ENV]
 
 
@@ -55,11 +56,12 @@ def _shared_compilation_cache():
   Per test, not once: a test that moves the cache elsewhere (the latency probe's own
   folder, tests of the cache switch) would otherwise move it for every later test of its process.
   """
-  import jax  # pylint: disable=import-outside-toplevel
-  from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
-  directory = os.path.abspath(os.environ[TEST_CACHE_ENV])
-  if jax.config.jax_compilation_cache_dir != directory:
-    compilation_cache.enable(directory)
+  if os.environ[TEST_CACHE_ENV] != "off":
+    import jax  # pylint: disable=import-outside-toplevel
+    from unas_jax.utils import compilation_cache  # pylint: disable=import-outside-toplevel
+    directory = os.path.abspath(os.environ[TEST_CACHE_ENV])
+    if jax.config.jax_compilation_cache_dir != directory:
+      compilation_cache.enable(directory)
   yield
 
 
