@@ -18,3 +18,8 @@ bench quick_barrier_a 0 $Q --steps=20
 bench quick_nobarrier_a 1 $Q --steps=20
 bench quick_nobarrier_b 1 $Q --steps=20
 bench quick_barrier_b 0 $Q --steps=20
+# 5 cells, 32x32, ABBA (2026-12-07 09:30-09:56 UTC, AMD EPYC, quiet: --quiet-check on, the default)
+bench c5_barrier_a 0 $C5 --steps=6
+bench c5_nobarrier_a 1 $C5 --steps=6
+bench c5_nobarrier_b 1 $C5 --steps=6
+bench c5_barrier_b 0 $C5 --steps=6
