@@ -432,14 +432,14 @@ class DartsSupernet(nnx.Module):
     """Fails before any work unless every FactorizedReduce halves an even height and width.
 
     The cifar stem keeps ``H``, and the two reduction cells halve it: ``H % 4 == 0``. The
-    imagenet stem's two stride-2 convs give ``s0`` at ``ceil(ceil(H/2)/2)``, which cell 0
+    imagenet stem's two stride-2 convs give ``s0`` at ``ceil(ceil(H/2)/2) = ceil(H/4)``, which cell 0
     halves for ``s1`` before the two reductions: ``s0 % 8 == 0``.
     """
     for size in x.shape[1:3]:
       if self.stem_kind == "cifar":
         ok, hint = size % 4 == 0, "divisible by 4 (two reduction cells)"
       else:
-        s0 = -(-(-(-size // 2)) // 2)
+        s0 = -(-size // 4)  # ceil(ceil(H/2)/2) = ceil(H/4)
         ok, hint = s0 % 8 == 0, "divisible by 32 (the imagenet stem's three stride-2 convs and two reduction cells)"
       if not ok:
         raise ConfigError(f"the supernet cannot take a {x.shape[1]}x{x.shape[2]} input: "
