@@ -96,6 +96,10 @@ def test_bad_inputs_fail_clearly(tmp_path):
   config.data.data_dir = str(tmp_path / "empty_tfds")
   with pytest.raises(DataError, match="cifar10"):
     darts_search.run(config, str(tmp_path / "c"))
+  config = tiny_config()
+  config.data.image_size = 10
+  with pytest.raises(ConfigError, match="10x10 input: use a height and width divisible by 4 .*; set data.image_size"):
+    darts_search.run(config, str(tmp_path / "e"))
   config = tiny_config(estimator="snas")
   with pytest.raises(ConfigError, match="estimator"):
     darts_search.run(config, str(tmp_path / "d"))

@@ -314,6 +314,27 @@ def check_arch(arch: PyTree, space: darts.DartsSpace, batch_size: int) -> int:
   return sizes.pop()
 
 
+def check_input_resolution(height: int, width: int, stem: str) -> None:
+  """Fails unless every FactorizedReduce of the supernet halves an even height and width.
+
+  The cifar stem keeps ``H``, and the two reduction cells halve it: ``H % 4 == 0``. The
+  imagenet stem's two stride-2 convs give ``s0`` at ``ceil(ceil(H/2)/2) = ceil(H/4)``, which
+  cell 0 halves for ``s1`` before the two reductions: ``s0 % 8 == 0``. Called by the supernet
+  before any work and by the search at start-up (``data.image_size``).
+
+  Raises:
+    ConfigError: naming the sizes that work.
+  """
+  for size in (height, width):
+    if stem == "cifar":
+      ok, hint = size % 4 == 0, "divisible by 4 (two reduction cells)"
+    else:
+      s0 = -(-size // 4)  # ceil(ceil(H/2)/2) = ceil(H/4)
+      ok, hint = s0 % 8 == 0, "divisible by 32 (the imagenet stem's three stride-2 convs and two reduction cells)"
+    if not ok:
+      raise ConfigError(f"the supernet cannot take a {height}x{width} input: use a height and width {hint}")
+
+
 class DartsSupernet(nnx.Module):
   """The weight-sharing supernet of the DARTS space; ``model(x, arch, train=...)`` -> logits.
 
@@ -416,7 +437,7 @@ class DartsSupernet(nnx.Module):
       raise ConfigError("the supernet needs an architecture sample 'arch' (one-hot z or relaxed zeta); "
                         "for a fixed genotype use unas_jax.spaces.darts_genotype.genotype_to_arch")
     check_arch(arch, self.space, x.shape[0])
-    self._check_resolution(x)
+    check_input_resolution(x.shape[1], x.shape[2], self.stem_kind)
     with kernels_lib.use(self.kernels):
       dt = self.compute_dtype
       # The edge weights meet the activations in the compute dtype; their
@@ -427,23 +448,6 @@ class DartsSupernet(nnx.Module):
         cell_type = "reduce" if idx in self.reduction_indices else "normal"
         s0, s1 = s1, self._call_cell(cell, s0, s1, weights[cell_type], train=train, mode=mode)
       return self._head(s1)
-
-  def _check_resolution(self, x):
-    """Fails before any work unless every FactorizedReduce halves an even height and width.
-
-    The cifar stem keeps ``H``, and the two reduction cells halve it: ``H % 4 == 0``. The
-    imagenet stem's two stride-2 convs give ``s0`` at ``ceil(ceil(H/2)/2) = ceil(H/4)``, which cell 0
-    halves for ``s1`` before the two reductions: ``s0 % 8 == 0``.
-    """
-    for size in x.shape[1:3]:
-      if self.stem_kind == "cifar":
-        ok, hint = size % 4 == 0, "divisible by 4 (two reduction cells)"
-      else:
-        s0 = -(-size // 4)  # ceil(ceil(H/2)/2) = ceil(H/4)
-        ok, hint = s0 % 8 == 0, "divisible by 32 (the imagenet stem's three stride-2 convs and two reduction cells)"
-      if not ok:
-        raise ConfigError(f"the supernet cannot take a {x.shape[1]}x{x.shape[2]} input: "
-                          f"use a height and width {hint}")
 
   def _call_cell(self, cell, s0, s1, weights, *, train, mode):
     if self.remat == "none":
@@ -458,7 +462,7 @@ class DartsSupernet(nnx.Module):
   def discrete(self, x: jax.Array, genotype: darts_genotype.Genotype, *, train: bool) -> jax.Array:
     """The network of one genotype evaluated along its path only, with the supernet's weights."""
     genotype.validate(num_nodes=self.space.num_nodes, op_names=self.space.op_names)
-    self._check_resolution(x)
+    check_input_resolution(x.shape[1], x.shape[2], self.stem_kind)
     with kernels_lib.use(self.kernels):
       s0, s1 = self._stem(x.astype(self.compute_dtype), train)
       for idx, cell in enumerate(self.cells):

@@ -13,6 +13,7 @@ from unas_jax import estimators as est
 from unas_jax.errors import ConfigError
 from unas_jax.nn import batchnorm
 from unas_jax.nn.darts_supernet import DartsSupernet
+from unas_jax.nn.darts_supernet import check_input_resolution
 from unas_jax.objectives import pairing
 from unas_jax.search import loop
 from unas_jax.spaces import darts
@@ -35,6 +36,10 @@ class DartsSearchSpace(loop.SpaceAdapter):
     if info.image_shape[0] < 8:
       raise ConfigError(f"images of {info.image_shape[0]}x{info.image_shape[1]} are too small for two reduction "
                         "cells; set data.image_size >= 8")
+    try:  # at start-up, not when the first step is traced
+      check_input_resolution(info.image_shape[0], info.image_shape[1], m.stem)
+    except ConfigError as e:
+      raise ConfigError(f"{e}; set data.image_size") from None
     supernet = DartsSupernet(self.space, num_classes=info.num_classes, channels=m.channels, num_cells=m.cells,
                              in_channels=info.image_shape[-1], stem_multiplier=m.stem_multiplier, stem=m.stem,
                              depthwise_impl=m.depthwise_impl, phi_init_scale=config.search.phi_init_scale,
